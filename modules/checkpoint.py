@@ -1,0 +1,141 @@
+"""Reading Seed-VC checkpoints and loading them into a model, strictly by default.
+
+Accepted layouts (all from the original project):
+  {'net': {'cfm': sd, 'length_regulator': sd}}                               final `ft_model.pth`, hub `DiT_*.pth`
+  the same plus 'optimizer', 'scheduler', 'iters', 'epoch' (and our extras)  training `DiT_epoch_*_step_*.pth`
+Keys may carry the `module.` prefix that DDP adds. A checkpoint is untrusted input, so it is always read
+with `torch.load(weights_only=True)`: it can hold tensors and plain containers, never code.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+
+from modules.config import PRESETS_DIR, load_config
+from modules.model import PARTS, SeedVCModel
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file cannot be read, has an unknown layout, or does not fit the model."""
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """torch.load a checkpoint safely; unreadable or truncated files raise CheckpointError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # zip errors, EOF, unpickling refusals: all mean "not a usable checkpoint"
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(state, Mapping) or not isinstance(state.get("net"), Mapping):
+        keys = list(state)[:8] if isinstance(state, Mapping) else type(state).__name__
+        raise CheckpointError(f"{path}: expected a dict with a 'net' entry (Seed-VC layout), found {keys}")
+    return dict(state)
+
+
+def network_state(state: Mapping[str, Any]) -> dict[str, dict[str, torch.Tensor]]:
+    """{'cfm': sd, 'length_regulator': sd} from a checkpoint dict, with DDP `module.` prefixes removed."""
+    net = state["net"]
+    out = {}
+    for part, sd in net.items():
+        out[part] = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()}
+    return out
+
+
+@dataclass
+class LoadReport:
+    missing: list[str] = field(default_factory=list)        # in the model, absent from the checkpoint
+    unexpected: list[str] = field(default_factory=list)     # in the checkpoint, absent from the model
+    mismatched: list[str] = field(default_factory=list)     # same name, different shape ("key: ckpt vs model")
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def describe(self, limit: int = 12) -> str:
+        lines = []
+        for label, items in (("missing", self.missing), ("unexpected", self.unexpected),
+                             ("shape mismatch", self.mismatched)):
+            if items:
+                shown = ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+                lines.append(f"  {label} ({len(items)}): {shown}")
+        return "\n".join(lines)
+
+
+def _compare(model_parts: Mapping[str, nn.Module], net: Mapping[str, Mapping[str, torch.Tensor]]) -> LoadReport:
+    report = LoadReport()
+    for part, module in model_parts.items():
+        expected = module.state_dict()
+        given = net.get(part, {})
+        for k, v in expected.items():
+            if k not in given:
+                report.missing.append(f"{part}.{k}")
+            elif tuple(given[k].shape) != tuple(v.shape):
+                report.mismatched.append(f"{part}.{k}: {tuple(given[k].shape)} vs {tuple(v.shape)}")
+        report.unexpected += [f"{part}.{k}" for k in given if k not in expected]
+    report.unexpected += [f"{part}" for part in net if part not in model_parts]
+    return report
+
+
+@lru_cache(maxsize=1)
+def _preset_signatures() -> dict[str, dict[str, dict[str, tuple]]]:
+    """Key -> shape of every official preset, built on the meta device (no memory, no weights)."""
+    signatures = {}
+    for path in sorted(PRESETS_DIR.glob("*.yml")):
+        with torch.device("meta"):
+            model = SeedVCModel(load_config(path))
+        signatures[path.name] = {p: {k: tuple(v.shape) for k, v in m.state_dict().items()}
+                                 for p, m in model.parts().items()}
+    return signatures
+
+
+def guess_preset(net: Mapping[str, Mapping[str, torch.Tensor]]) -> str | None:
+    """The official preset whose keys and shapes match `net` exactly, if any."""
+    given = {p: {k: tuple(v.shape) for k, v in sd.items()} for p, sd in net.items() if p in PARTS}
+    for name, signature in _preset_signatures().items():
+        if signature == given:
+            return name
+    return None
+
+
+def load_model_weights(model: SeedVCModel, checkpoint: str | Path | Mapping[str, Any], *,
+                       allow_partial: bool = False, source: str | None = None) -> LoadReport:
+    """Load `net` weights into `model.cfm` and `model.length_regulator`.
+
+    Strict by default: any missing, unexpected or mis-shaped key raises one CheckpointError that lists them
+    and names the official preset the checkpoint fits, if one does. With allow_partial=True (fine-tuning from
+    a different config) the matching tensors are loaded and the rest is skipped and reported.
+    """
+    if isinstance(checkpoint, Mapping):
+        state, source = checkpoint, source or "<checkpoint dict>"
+    else:
+        state, source = read_checkpoint(checkpoint), source or str(checkpoint)
+    net = network_state(state)
+    parts = model.parts()
+    report = _compare(parts, net)
+    if not report.clean and not allow_partial:
+        fits = guess_preset(net)
+        hint = (f"\nIt matches the official preset configs/presets/{fits}; pass that config (--config)."
+                if fits else "\nNo official preset matches it exactly; check that --config is the one it was "
+                             "trained with.")
+        raise CheckpointError(f"{source}: checkpoint does not fit the model built from this config:\n"
+                              f"{report.describe()}{hint}\nTo load only the matching tensors (fine-tuning from "
+                              f"another config), opt in with allow_partial=True.")
+    skipped = {entry.split(":")[0] for entry in report.mismatched}
+    for part, module in parts.items():
+        own = module.state_dict()
+        usable = {k: v for k, v in net.get(part, {}).items()
+                  if k in own and f"{part}.{k}" not in skipped}
+        module.load_state_dict(usable, strict=not allow_partial)
+    if not report.clean:
+        log.warning("%s: partial load, skipped:\n%s", source, report.describe())
+    return report

@@ -9,6 +9,7 @@ with `torch.load(weights_only=True)`: it can hold tensors and plain containers, 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -139,3 +140,64 @@ def load_model_weights(model: SeedVCModel, checkpoint: str | Path | Mapping[str,
     if not report.clean:
         log.warning("%s: partial load, skipped:\n%s", source, report.describe())
     return report
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The run-directory rule, shared by inference, training (resume) and the apps.
+
+TRAINING_CHECKPOINT_GLOB = "DiT_epoch_*_step_*.pth"
+FINAL_CHECKPOINT_NAME = "ft_model.pth"
+_STEP_PATTERN = re.compile(r"^DiT_epoch_(\d+)_step_(\d+)\.pth$")
+
+
+def checkpoint_step(path: str | Path) -> int | None:
+    """The step parsed from `DiT_epoch_XXXXX_step_YYYYY.pth`, or None for any other name."""
+    match = _STEP_PATTERN.match(Path(path).name)
+    return int(match.group(2)) if match else None
+
+
+def training_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Training checkpoints in `run_dir`, newest (highest step) first."""
+    found = [p for p in Path(run_dir).glob(TRAINING_CHECKPOINT_GLOB) if checkpoint_step(p) is not None]
+    return sorted(found, key=lambda p: (checkpoint_step(p), p.name), reverse=True)
+
+
+@dataclass
+class RunSelection:
+    checkpoint: Path
+    state: dict                     # the checkpoint, already read (so it is read once)
+    config: Path | None             # the config saved in the run directory, if there is one
+    skipped: list[str] = field(default_factory=list)  # unreadable newer files, with the reason
+
+
+def select_run_checkpoint(run_dir: str | Path, *, prefer_final: bool = True) -> RunSelection:
+    """Choose the checkpoint of a run directory.
+
+    1. `ft_model.pth` if it exists (and prefer_final; training resume passes False to continue instead);
+    2. else the training checkpoint with the highest step in its name; a file that cannot be read is
+       skipped with a warning, and the next newest is tried;
+    3. else CheckpointError.
+    The config saved in the run directory (the newest *.yml / *.yaml) is returned alongside.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory not found: {run_dir}")
+    candidates = training_checkpoints(run_dir)
+    final = run_dir / FINAL_CHECKPOINT_NAME
+    if prefer_final and final.exists():
+        candidates.insert(0, final)
+    skipped = []
+    for path in candidates:
+        try:
+            state = read_checkpoint(path)
+        except CheckpointError as e:
+            log.warning("skipping unreadable checkpoint %s", e)
+            skipped.append(str(e))
+            continue
+        configs = sorted(list(run_dir.glob("*.yml")) + list(run_dir.glob("*.yaml")), key=lambda p: p.stat().st_mtime)
+        config = configs[-1] if configs else None
+        log.info("run %s: using checkpoint %s%s", run_dir, path.name, f" with config {config.name}" if config else "")
+        return RunSelection(checkpoint=path, state=state, config=config, skipped=skipped)
+    detail = "".join(f"\n  {s}" for s in skipped)
+    raise CheckpointError(f"{run_dir}: no usable checkpoint (looked for {FINAL_CHECKPOINT_NAME} and "
+                          f"{TRAINING_CHECKPOINT_GLOB}){detail}")

@@ -1,0 +1,99 @@
+"""F0 extractors: FCPE (bundled weights) against Praat's autocorrelation tracker on a real singing clip, the
+shared output contract, the factory, and strict RMVPE weight loading."""
+from __future__ import annotations
+
+import json
+
+import librosa
+import numpy as np
+import parselmouth
+import pytest
+import soundfile as sf
+import torch
+
+from modules.f0 import F0_KINDS, F0WeightsError, load_f0_extractor, load_rmvpe
+from parity_kinds._common import PARITY_DIR
+
+SINGING = PARITY_DIR / "audio" / "singing_technopolis_14s.wav"
+
+
+@pytest.fixture(scope="module")
+def fcpe():
+    return load_f0_extractor("fcpe", None, "cpu")
+
+
+@pytest.fixture(scope="module")
+def singing_16k() -> np.ndarray:
+    wave, sr = sf.read(SINGING, dtype="float32")  # 48 kHz stereo
+    return librosa.resample(wave.mean(axis=1), orig_sr=sr, target_sr=16000, res_type="soxr_hq")
+
+
+def praat_f0(wave_16k: np.ndarray, n_frames: int) -> np.ndarray:
+    """Praat autocorrelation pitch, sampled at our frame times (i * 10 ms) from its nearest frame; 0 = unvoiced."""
+    pitch = parselmouth.Sound(wave_16k.astype(np.float64), sampling_frequency=16000).to_pitch_ac(
+        time_step=0.01, pitch_floor=75.0, pitch_ceiling=1100.0)
+    times, hz = pitch.xs(), pitch.selected_array["frequency"]
+    nearest = np.abs(np.arange(n_frames)[:, None] * 0.01 - times[None]).argmin(axis=1)
+    return hz[nearest]
+
+
+def test_fcpe_tracks_singing_like_praat(fcpe, singing_16k):
+    f0 = fcpe.extract(singing_16k)
+    assert f0.dtype == np.float64 and f0.shape == (len(singing_16k) // 160 + 1,)
+    reference = praat_f0(singing_16k, len(f0))
+    both = (f0 > 0) & (reference > 0)
+    assert both.mean() > 0.7, f"only {both.mean():.0%} of the frames are voiced for both trackers"
+    cents = 1200 * np.abs(np.log2(f0[both] / reference[both]))
+    assert np.median(cents) < 50, f"median |FCPE - Praat| = {np.median(cents):.1f} cents"
+    assert np.all(f0[f0 > 0] > 30) and np.all(f0 < 2000)
+
+
+def test_fcpe_output_contract(fcpe, singing_16k):
+    clip = singing_16k[: 16000 + 37]
+    f0 = fcpe.extract(torch.from_numpy(clip))  # tensors are accepted too
+    assert f0.shape == (101,) and f0.dtype == np.float64
+    # a higher voicing threshold can only unvoice frames, never change the voiced values
+    strict = fcpe.extract(clip, threshold=0.5)
+    kept = strict > 0
+    assert kept.sum() < (f0 > 0).sum()
+    np.testing.assert_array_equal(strict[kept], f0[kept])
+    assert not fcpe.extract(np.zeros(4000, dtype=np.float32)).any(), "digital silence must come out unvoiced"
+    with pytest.raises(ValueError, match="at least"):
+        fcpe.extract(clip[:500])
+    with pytest.raises(ValueError, match="mono"):
+        fcpe.extract(np.zeros((2, 4000), dtype=np.float32))
+
+
+def test_factory_rejects_unknown_kind_and_missing_rmvpe_path():
+    with pytest.raises(ValueError, match="rmvpe, fcpe"):
+        load_f0_extractor("crepe", None)
+    with pytest.raises(ValueError, match="rmvpe.pt"):
+        load_f0_extractor("rmvpe", None)
+    assert set(F0_KINDS) == {"rmvpe", "fcpe"}
+
+
+def test_rmvpe_strict_load_lists_bad_keys():
+    manifest = json.loads((PARITY_DIR / "manifests" / "rmvpe.json").read_text())["state_dict"]
+    state = {name: torch.empty(shape, dtype=getattr(torch, dtype)) for name, shape, dtype in manifest}
+    del state["cnn.bias"]
+    state["cnn.extra"] = torch.zeros(3)
+    state["fc.1.weight"] = torch.zeros(10, 512)
+    with pytest.raises(F0WeightsError) as err:
+        load_rmvpe(state)
+    message = str(err.value)
+    assert "1 missing [cnn.bias]" in message
+    assert "1 unexpected [cnn.extra]" in message
+    assert "fc.1.weight: (10, 512) vs (360, 512)" in message
+
+
+def test_rmvpe_file_errors_name_the_file(tmp_path):
+    wrong = tmp_path / "wrong_rmvpe.pt"
+    torch.save({"encoder.weight": torch.zeros(2)}, wrong)
+    with pytest.raises(F0WeightsError, match="wrong_rmvpe.pt: weights do not fit RMVPE"):
+        load_f0_extractor("rmvpe", wrong)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a zip file")
+    with pytest.raises(F0WeightsError, match="garbage.pt: not a readable weights file"):
+        load_f0_extractor("rmvpe", garbage)
+    with pytest.raises(F0WeightsError, match="not found"):
+        load_f0_extractor("rmvpe", tmp_path / "absent.pt")

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from modules.config import MelParams
 
 SILENCE_PEAK = 1e-4  # a file whose loudest sample is below this (-80 dBFS) is treated as silent
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
 
 
 class AudioError(ValueError):

@@ -10,8 +10,9 @@ Keys (defaults in the table below):
   pretrained_model (top level; CLI --checkpoint)   DiT checkpoint; an official preset's value maps to its file
   model_params.speech_tokenizer.name               content encoder: transformers model directory or hub id
   model_params.style_encoder.campplus_path         CAM++ speaker encoder
-  model_params.f0_extractor: {type: rmvpe, path}   F0 model (optional key, added by this project; `rmvpe` is
-                                                   the only type; default lj1995/VoiceConversionWebUI rmvpe.pt)
+  model_params.f0_extractor: {type, path}          F0 model (optional key, added by this project): type rmvpe
+                                                   (default; lj1995/VoiceConversionWebUI rmvpe.pt) or fcpe
+                                                   (weights bundled in the torchfcpe package; path optional)
   model_params.vocoder.name                        BigVGAN: directory or hub repo with config.json and
                                                    bigvgan_generator.pt; with `vocoder.type: hifigan`: HiFT hift.pt
                                                    (optional; default FunAudioLLM/CosyVoice-300M)
@@ -75,6 +76,7 @@ _DIT_BY_PRESET_VALUE = {a.filename: a for a in DIT_CHECKPOINTS.values()} | {
 
 CAMPPLUS = Asset("funasr/campplus", "campplus_cn_common.bin", "model_params.style_encoder.campplus_path")
 RMVPE = Asset("lj1995/VoiceConversionWebUI", "rmvpe.pt", "model_params.f0_extractor.path")
+FCPE = Asset("", "fcpe_c_v001.pt", "model_params.f0_extractor.path")  # normally read from the torchfcpe wheel
 HIFT = Asset("FunAudioLLM/CosyVoice-300M", "hift.pt", "model_params.vocoder.name")
 BIGVGAN_FILES = {"config": "config.json", "weights": "bigvgan_generator.pt"}
 CONTENT_ENCODERS = {"whisper": "openai/whisper-small", "xlsr": "facebook/wav2vec2-xls-r-300m"}
@@ -210,12 +212,31 @@ def resolve_campplus(cfg: Mapping[str, Any], *, cache_dir: str | Path = CHECKPOI
     return resolve_file(get(cfg, CAMPPLUS.key), CAMPPLUS, cache_dir=cache_dir)
 
 
-def resolve_f0_model(cfg: Mapping[str, Any], *, cache_dir: str | Path = CHECKPOINTS_DIR) -> Path:
-    """F0 model weights (`model_params.f0_extractor: {type: rmvpe, path: ...}`; RMVPE from the hub by default)."""
+F0_EXTRACTOR_TYPES = ("rmvpe", "fcpe")
+
+
+def f0_extractor_type(cfg: Mapping[str, Any], override: str | None = None) -> str:
+    """The F0 extractor to use: `override` (CLI/UI choice), else the config's, else rmvpe."""
     entry = get(cfg, "model_params.f0_extractor") or {}
-    if not isinstance(entry, Mapping) or entry.get("type", "rmvpe") != "rmvpe":
-        raise ConfigError(f"model_params.f0_extractor must be a mapping {{type: rmvpe, path: ...}}, got {entry!r}")
-    return resolve_file(entry.get("path"), RMVPE, cache_dir=cache_dir)
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"model_params.f0_extractor must be a mapping {{type: ..., path: ...}}, got {entry!r}")
+    kind = override or entry.get("type", "rmvpe")
+    if kind not in F0_EXTRACTOR_TYPES:
+        raise ConfigError(f"model_params.f0_extractor.type {kind!r} is not supported; choose one of {', '.join(F0_EXTRACTOR_TYPES)}")
+    return kind
+
+
+def resolve_f0_model(cfg: Mapping[str, Any], kind: str | None = None, *,
+                     cache_dir: str | Path = CHECKPOINTS_DIR) -> Path | None:
+    """F0 model weights (`model_params.f0_extractor: {type: rmvpe|fcpe, path: ...}`). RMVPE comes from the hub by
+    default; FCPE's weights ship inside the torchfcpe package, so it needs no file unless a path is given."""
+    entry = get(cfg, "model_params.f0_extractor") or {}
+    kind = f0_extractor_type(cfg, kind)
+    same_kind = isinstance(entry, Mapping) and entry.get("type", "rmvpe") == kind
+    path = entry.get("path") if same_kind else None
+    if kind == "fcpe":
+        return resolve_file(path, FCPE, cache_dir=cache_dir) if path else None
+    return resolve_file(path, RMVPE, cache_dir=cache_dir)
 
 
 def resolve_vocoder(cfg: Mapping[str, Any], *, cache_dir: str | Path = CHECKPOINTS_DIR) -> dict[str, Path]:

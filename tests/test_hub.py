@@ -224,6 +224,10 @@ def test_hub_references(fake_hub, cache):
     assert f0("rmvpe_other.pt") == b"c"                      # bare name: the official repo
     with pytest.raises(ConfigError, match="f0_extractor"):
         hub.resolve_f0_model({"model_params": {"f0_extractor": {"type": "crepe"}}}, cache_dir=cache)
+    # FCPE's weights ship in the torchfcpe package: nothing to fetch, even when the config names rmvpe.
+    assert hub.resolve_f0_model({"model_params": {"f0_extractor": {"type": "fcpe"}}}, cache_dir=cache) is None
+    assert hub.resolve_f0_model({"model_params": {"f0_extractor": {"type": "rmvpe", "path": "x/y"}}}, "fcpe",
+                                cache_dir=cache) is None
 
 
 def test_vocoders(fake_hub, cache):

@@ -1,0 +1,50 @@
+"""Content encoders and resampling beyond the parity cases: windowing arithmetic, errors, odd rates."""
+import math
+
+import pytest
+import torch
+
+from modules.content_encoder import load_content_encoder
+from modules.resample import resample
+from parity_kinds._common import PARITY_DIR
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    return load_content_encoder({"type": "whisper", "name": "tiny"}, PARITY_DIR / "whisper_tiny")
+
+
+def test_frames_follow_the_audio_length(whisper):
+    for seconds in (1.0, 7.3, 30.0):
+        n = int(seconds * 16000)
+        assert whisper(torch.randn(n) * 0.1).shape == (1, min(n // 320 + 1, 1500), 32)  # 1500 = a full window
+
+
+def test_long_audio_windows_keep_one_frame_per_20ms(whisper):
+    n = 16000 * 62 + 1234  # three windows: 30 s, then 25 s new + 5 s context, then the rest
+    out = whisper(torch.randn(n) * 0.1)
+    first, second = 1500, 1500 - 250
+    third_new = (16000 * 5 + (n - 16000 * 55)) // 320 + 1 - 250
+    assert out.shape[1] == first + second + third_new
+
+
+def test_unknown_type_names_the_key_and_the_choices():
+    with pytest.raises(ValueError, match=r"speech_tokenizer.type 'hubert'.*whisper, xlsr"):
+        load_content_encoder({"type": "hubert", "name": "x"})
+
+
+@pytest.mark.parametrize("orig, new", [(44100, 16000), (22050, 16000), (16000, 22050), (48000, 44100), (11025, 16000), (16000, 16000)])
+def test_resample_lengths_for_any_rates(orig, new):
+    wave = torch.randn(2, 12345)
+    out = resample(wave, orig, new)
+    g = math.gcd(orig, new)
+    assert out.shape == (2, math.ceil((new // g) * 12345 / (orig // g)))
+
+
+def test_resample_keeps_a_tone_and_removes_what_is_above_the_new_nyquist():
+    t = torch.arange(44100) / 44100
+    tone = torch.sin(2 * torch.pi * 440 * t)
+    alias = torch.sin(2 * torch.pi * 15000 * t)  # above 8 kHz: must vanish at 16 kHz
+    out = resample(tone + alias, 44100, 16000)
+    ref = torch.sin(2 * torch.pi * 440 * torch.arange(16000) / 16000)
+    assert (out[200:-200] - ref[200:-200]).abs().max() < 0.02

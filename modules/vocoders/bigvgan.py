@@ -43,10 +43,19 @@ class UpSample1d(nn.Module):
         self.register_buffer("filter", kaiser_sinc_filter(0.5 / ratio, 0.6 / ratio, kernel_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        C = x.shape[1]
+        """x [B, C, T] -> [B, C, ratio * T]: zero-stuffing followed by the low-pass, done in polyphase form.
+
+        conv_transpose1d(x, h, stride=r) gives y[r*m + p] = sum_j h[p + r*j] * x[m - j]; computing the r phases
+        with one grouped conv1d is the same sum, and avoids torch's very slow transposed-conv path on CPU.
+        """
+        B, C, _ = x.shape
+        r, taps = self.ratio, self.filter.shape[-1] // self.ratio
         x = F.pad(x, (self.pad, self.pad), mode="replicate")
-        x = self.ratio * F.conv_transpose1d(x, self.filter.expand(C, -1, -1), stride=self.ratio, groups=C)
-        return x[..., self.crop_left: -self.crop_right]
+        phases = self.filter.view(taps, r).t().flip(-1)               # [r, taps]: phase p, tap order for conv1d
+        weight = phases.repeat(C, 1)[:, None, :].to(x.dtype)          # [C * r, 1, taps]
+        y = F.conv1d(F.pad(x, (taps - 1, taps - 1)), weight, groups=C)  # [B, C * r, L]
+        y = r * y.view(B, C, r, -1).transpose(2, 3).reshape(B, C, -1)  # interleave the phases
+        return y[..., self.crop_left: -self.crop_right]
 
 
 class LowPassFilter1d(nn.Module):

@@ -1,0 +1,360 @@
+"""The conversion engine behind inference.py and the web apps.
+
+One `VoiceConverter` is built once (config + DiT checkpoint + front-ends + vocoder) and then converts any
+number of (source, reference) pairs, either whole (`convert`) or chunk by chunk as each is vocoded
+(`convert_stream`). It follows the original inference.py step by step:
+
+  source, reference --load at the config's rate, mono--> reference clipped to 25 s
+  both --resample to 16 kHz--> content features (Whisper / XLS-R), F0 for F0 models
+  reference --> CAM++ style, prompt mel, prompt conditioning (length regulator with the reference F0)
+  source --> conditioning at int(mel frames * length_adjust) frames, with the shifted source F0
+  per <=30 s window: DiT Euler sampling with the reference as in-context prompt -> vocoder -> crossfade
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Protocol, Sequence
+
+import numpy as np
+import torch
+
+from modules import hub
+from modules.audio import AudioError, load_audio, mel_spectrogram, n_mel_frames
+from modules.checkpoint import load_model_weights, select_run_checkpoint
+from modules.chunking import ChunkAssembler, ChunkPlan
+from modules.config import MelParams, load_config, preset_path
+from modules.content_encoder import load_content_encoder
+from modules.f0 import load_f0_extractor
+from modules.model import SeedVCModel, build_model
+from modules.resample import resample
+from modules.style_encoder import load_campplus, style_embedding
+from modules.vocoders import load_vocoder
+
+log = logging.getLogger(__name__)
+
+FRONTEND_RATE = 16000          # content encoders, CAM++ and F0 extractors all take 16 kHz audio
+REFERENCE_MAX_SECONDS = 25.0   # longer references are clipped, as in the original
+REFERENCE_MIN_SECONDS = 1.0
+F0_THRESHOLD = 0.03
+DEFAULT_LOG_DIR = "./runs"
+
+Progress = Callable[[float, str], None]   # (fraction done in [0, 1], what is happening)
+
+
+class ConversionError(ValueError):
+    """A conversion request cannot be carried out; the message says which input or setting and why."""
+
+
+@dataclass(frozen=True)
+class ConversionSettings:
+    """The original's controls, with the ranges its UIs allow."""
+    diffusion_steps: int = 10
+    length_adjust: float = 1.0
+    inference_cfg_rate: float = 0.7
+    auto_f0_adjust: bool = False
+    semitone_shift: int = 0
+    seed: int | None = None
+
+    LIMITS = {"diffusion_steps": (1, 200), "length_adjust": (0.5, 2.0), "inference_cfg_rate": (0.0, 1.0),
+              "semitone_shift": (-24, 24)}
+
+    def validate(self) -> "ConversionSettings":
+        for name, (low, high) in self.LIMITS.items():
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value) \
+                    or not low <= value <= high:
+                raise ConversionError(f"{name} = {value!r} is outside the supported range [{low}, {high}]")
+        if int(self.diffusion_steps) != self.diffusion_steps or int(self.semitone_shift) != self.semitone_shift:
+            raise ConversionError("diffusion_steps and semitone_shift must be whole numbers")
+        return self
+
+
+class ContentEncoder(Protocol):
+    def __call__(self, wave_16k: torch.Tensor) -> torch.Tensor: ...          # [N] -> [1, T, D]
+
+
+class StyleEncoder(Protocol):
+    def __call__(self, wave_16k: torch.Tensor) -> torch.Tensor: ...          # [N] -> [1, 192]
+
+
+class F0Extractor(Protocol):
+    def __call__(self, wave_16k: torch.Tensor) -> np.ndarray: ...            # [N] -> [N // 160 + 1] Hz, float64
+
+
+class Vocoder(Protocol):                                                    # [1, n_mels, T] -> [1, 1, T * hop]
+    def __call__(self, mel: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+
+@dataclass
+class Frontends:
+    content: ContentEncoder
+    style: StyleEncoder
+    vocoder: Vocoder
+    f0: F0Extractor | None = None
+
+
+@dataclass
+class ReferenceFeatures:
+    style: torch.Tensor             # [1, 192]
+    prompt_mel: torch.Tensor        # [1, n_mels, P]
+    prompt_condition: torch.Tensor  # [1, P, D]
+    f0: torch.Tensor | None         # [1, T_f0] float64 Hz (F0 models only)
+
+
+@dataclass
+class ConversionResult:
+    wave: np.ndarray                # float32 at `sample_rate`
+    sample_rate: int
+    seconds_elapsed: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rtf(self) -> float:
+        return self.seconds_elapsed / max(len(self.wave) / self.sample_rate, 1e-9)
+
+
+def shift_source_f0(f0_source: torch.Tensor, f0_reference: torch.Tensor, auto_adjust: bool,
+                    semitones: float) -> torch.Tensor:
+    """The original's F0 transform, in the F0's own dtype (float64).
+
+    Voiced means > 1 Hz. With auto_adjust, voiced source log-F0 is moved by (median reference log-F0 -
+    median source log-F0); torch.median takes the lower middle value. Then voiced frames are scaled by
+    2^(semitones/12). Every frame goes through exp(log(f0 + 1e-5)), so unvoiced frames end near 1e-5 Hz.
+    """
+    voiced = f0_source > 1
+    log_f0 = torch.log(f0_source + 1e-5)
+    shifted = log_f0.clone()
+    if auto_adjust:
+        ref_voiced = f0_reference[f0_reference > 1]
+        if voiced.any() and ref_voiced.numel():
+            shift = torch.median(torch.log(ref_voiced + 1e-5)) - torch.median(log_f0[voiced])
+            shifted[voiced] = log_f0[voiced] + shift
+        else:
+            log.warning("auto F0 adjust skipped: no voiced frames in the %s", "source" if not voiced.any() else "reference")
+    shifted = torch.exp(shifted)
+    if semitones:
+        shifted[voiced] = shifted[voiced] * 2 ** (semitones / 12)
+    return shifted
+
+
+class VoiceConverter:
+    def __init__(self, config: dict, model: SeedVCModel, frontends: Frontends, *, device: str | torch.device = "cpu",
+                 fp16: bool = True, max_source_seconds: float | None = None, reference_cache_size: int = 8,
+                 description: dict | None = None):
+        self.config = config
+        self.model = model.eval()
+        self.frontends = frontends
+        self.device = torch.device(device)
+        self.mel_params = MelParams.from_config(config)
+        self.sample_rate = self.mel_params.sampling_rate
+        self.f0_condition = bool(config["model_params"]["length_regulator"].get("f0_condition", False))
+        if self.f0_condition and frontends.f0 is None:
+            raise ConversionError("this model is F0-conditioned but no F0 extractor was given")
+        # fp16 autocast for the DiT only where it pays off (CUDA); the vocoder always runs in fp32.
+        self.fp16 = fp16 and self.device.type == "cuda"
+        self.max_source_seconds = max_source_seconds
+        self.description = description or {}
+        self._reference_cache: OrderedDict[str, ReferenceFeatures] = OrderedDict()
+        self._reference_cache_size = reference_cache_size
+        self.reference_cache_misses = 0
+
+    # ------------------------------------------------------------------ inputs
+    def load(self, path: str | Path, role: str) -> np.ndarray:
+        if role == "reference":
+            return load_audio(path, self.sample_rate, min_seconds=REFERENCE_MIN_SECONDS, role=role)
+        return load_audio(path, self.sample_rate, max_seconds=self.max_source_seconds, role=role)
+
+    def _wave(self, audio: str | Path | np.ndarray, role: str) -> np.ndarray:
+        if isinstance(audio, (str, Path)):
+            return self.load(audio, role)
+        wave = np.asarray(audio, dtype=np.float32)
+        if wave.ndim != 1 or wave.size == 0 or not np.isfinite(wave).all():
+            raise AudioError(f"{role} audio must be a non-empty 1-D array of finite samples")
+        if role == "reference" and wave.size < REFERENCE_MIN_SECONDS * self.sample_rate:
+            raise AudioError(f"reference audio is {wave.size / self.sample_rate:.2f} s long; "
+                             f"it must be at least {REFERENCE_MIN_SECONDS:g} s.")
+        return wave
+
+    # ------------------------------------------------------------------ features
+    def _to_16k(self, wave: torch.Tensor) -> torch.Tensor:
+        return resample(wave, self.sample_rate, FRONTEND_RATE)
+
+    def reference_features(self, wave: np.ndarray) -> ReferenceFeatures:
+        """Style, prompt mel and prompt conditioning of a reference, cached by a hash of its samples."""
+        wave = wave[: int(self.sample_rate * REFERENCE_MAX_SECONDS)]
+        key = hashlib.sha256(np.ascontiguousarray(wave, dtype=np.float32).tobytes()).hexdigest()
+        cached = self._reference_cache.get(key)
+        if cached is not None:
+            self._reference_cache.move_to_end(key)
+            return cached
+        self.reference_cache_misses += 1
+        ref = torch.from_numpy(wave).to(self.device)[None]                 # [1, N]
+        ref_16k = self._to_16k(ref)
+        content = self.frontends.content(ref_16k[0])                       # [1, T_c, D_c]
+        prompt_mel = mel_spectrogram(ref, self.mel_params)                 # [1, n_mels, P]
+        style = self.frontends.style(ref_16k[0])                           # [1, 192]
+        f0 = None
+        if self.f0_condition:
+            f0 = torch.from_numpy(self.frontends.f0(ref_16k[0])).to(self.device)[None]
+        lengths = torch.tensor([prompt_mel.shape[-1]], device=self.device)
+        prompt_condition = self.model.length_regulator(content, lengths, f0=f0)
+        features = ReferenceFeatures(style=style, prompt_mel=prompt_mel, prompt_condition=prompt_condition, f0=f0)
+        self._reference_cache[key] = features
+        while len(self._reference_cache) > self._reference_cache_size:
+            self._reference_cache.popitem(last=False)
+        return features
+
+    def source_condition(self, wave: np.ndarray, reference: ReferenceFeatures,
+                         settings: ConversionSettings) -> torch.Tensor:
+        """[1, int(mel frames * length_adjust), D] conditioning for the source."""
+        src = torch.from_numpy(wave).to(self.device)[None]
+        src_16k = self._to_16k(src)
+        content = self.frontends.content(src_16k[0])
+        n_frames = int(n_mel_frames(src.shape[-1], self.mel_params) * settings.length_adjust)
+        f0 = None
+        if self.f0_condition:
+            f0_source = torch.from_numpy(self.frontends.f0(src_16k[0])).to(self.device)[None]
+            f0 = shift_source_f0(f0_source, reference.f0, settings.auto_f0_adjust, settings.semitone_shift)
+        return self.model.length_regulator(content, torch.tensor([n_frames], device=self.device), f0=f0)
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def convert_stream(self, source: str | Path | np.ndarray, reference: str | Path | np.ndarray,
+                       settings: ConversionSettings = ConversionSettings(), *,
+                       chunk_noise: Sequence[torch.Tensor] | None = None,
+                       progress: Progress | None = None, timings: dict[str, float] | None = None) -> Iterator[np.ndarray]:
+        """Yield float32 pieces of the converted audio as each chunk is vocoded; together they are the result.
+
+        chunk_noise: the initial noise of each chunk's sampler ([1, n_mels, P + chunk frames]), to replay a
+        run exactly; otherwise it is drawn from a generator seeded with settings.seed (or the global RNG).
+        """
+        settings.validate()
+        timings = {} if timings is None else timings
+        report = progress or (lambda fraction, what: None)
+        clock = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[name] = timings.get(name, 0.0) + now - clock
+            clock = now
+
+        source_wave = self._wave(source, "source")
+        reference_wave = self._wave(reference, "reference")
+        lap("load")
+        report(0.0, "analysing the reference")
+        ref = self.reference_features(reference_wave)
+        lap("reference")
+        report(0.05, "analysing the source")
+        cond = self.source_condition(source_wave, ref, settings)
+        lap("source")
+
+        plan = ChunkPlan(self.sample_rate, self.mel_params.hop_length, ref.prompt_mel.shape[-1])
+        windows = list(plan.windows(cond.shape[1]))
+        generator = None
+        if settings.seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(int(settings.seed))
+        assembler = ChunkAssembler(plan.overlap_samples)
+        autocast = torch.autocast(self.device.type, dtype=torch.float16, enabled=self.fp16)
+        for index, (start, end, is_last) in enumerate(windows):
+            mu = torch.cat([ref.prompt_condition, cond[:, start:end]], dim=1)
+            on_step = lambda step, total: report(0.1 + 0.85 * (index + step / total) / len(windows),
+                                                 f"chunk {index + 1}/{len(windows)}: step {step}/{total}")
+            with autocast:
+                mel = self.model.cfm.inference(
+                    mu, torch.tensor([mu.shape[1]], device=self.device), ref.prompt_mel, ref.style,
+                    n_timesteps=int(settings.diffusion_steps), inference_cfg_rate=settings.inference_cfg_rate,
+                    noise=None if chunk_noise is None else chunk_noise[index], generator=generator, on_step=on_step)
+            mel = mel[:, :, ref.prompt_mel.shape[-1]:].float()
+            lap("dit")
+            wave = self.frontends.vocoder(mel, generator=generator).reshape(-1).float().cpu().numpy()
+            lap("vocoder")
+            yield assembler.push(wave, is_last)
+        report(1.0, "done")
+
+    def convert(self, source: str | Path | np.ndarray, reference: str | Path | np.ndarray,
+                settings: ConversionSettings = ConversionSettings(), **kwargs) -> ConversionResult:
+        start = time.perf_counter()
+        timings: dict[str, float] = {}
+        pieces = list(self.convert_stream(source, reference, settings, timings=timings, **kwargs))
+        return ConversionResult(np.concatenate(pieces), self.sample_rate, time.perf_counter() - start, timings)
+
+
+
+# ---------------------------------------------------------------------------------------------- building
+
+PRESET_SPEECH = "config_dit_mel_seed_uvit_whisper_small_wavenet.yml"
+PRESET_SINGING = "config_dit_mel_seed_uvit_whisper_base_f0_44k.yml"
+
+
+def default_preset(f0_condition: bool) -> Path:
+    """The official preset the original picks: the 44.1 kHz singing model with F0, else the speech model."""
+    return preset_path(PRESET_SINGING if f0_condition else PRESET_SPEECH)
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """CUDA, then MPS, then CPU, unless one is requested."""
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def build_converter(config: str | Path | None = None, *, checkpoint: str | Path | None = None,
+                    run_name: str | None = None, run_dir: str | Path | None = None, device: str | None = None,
+                    fp16: bool = True, f0_extractor: str | None = None, max_source_seconds: float | None = None,
+                    require_f0: bool | None = None, reference_cache_size: int = 8) -> VoiceConverter:
+    """Build the engine once from a config plus a model source.
+
+    The model source is, in order: `run_dir` (or `run_name` under the config's log_dir, default ./runs) through
+    the run-directory rule; an explicit `checkpoint`; else the official checkpoint the config names (hub).
+    A config saved in the run directory is used when no `config` is given.
+    """
+    state = None
+    if run_name or run_dir:
+        base_cfg = load_config(config) if config else {}
+        run_dir = Path(run_dir) if run_dir else Path(base_cfg.get("log_dir") or DEFAULT_LOG_DIR) / run_name
+        selection = select_run_checkpoint(run_dir)
+        config = config or selection.config
+        if config is None:
+            raise ConversionError(f"{run_dir} holds no config (*.yml); pass --config")
+        checkpoint, state = selection.checkpoint, selection.state
+    if config is None:
+        raise ConversionError("no config given")
+    cfg = load_config(config)
+    f0_condition = bool(cfg["model_params"]["length_regulator"].get("f0_condition", False))
+    if require_f0 is not None and require_f0 != f0_condition:
+        raise ConversionError(f"{config}: --f0-condition {str(require_f0).lower()} does not match this config "
+                              f"(length_regulator.f0_condition is {str(f0_condition).lower()})")
+    dev = pick_device(device)
+
+    model = build_model(cfg)
+    checkpoint = checkpoint if state is not None else hub.resolve_dit_checkpoint(config, checkpoint)
+    load_model_weights(model, state if state is not None else checkpoint, source=str(checkpoint))
+    model = model.to(dev).eval()
+
+    content = load_content_encoder(cfg["model_params"]["speech_tokenizer"], hub.resolve_content_encoder(cfg), dev)
+    campplus = load_campplus(hub.resolve_campplus(cfg), dev)
+    vocoder = load_vocoder(cfg, hub.resolve_vocoder(cfg), dev)
+    f0 = None
+    f0_kind = None
+    if f0_condition:
+        f0_kind = hub.f0_extractor_type(cfg, f0_extractor)
+        extractor = load_f0_extractor(f0_kind, hub.resolve_f0_model(cfg, f0_kind), dev)
+        threshold = F0_THRESHOLD if f0_kind == "rmvpe" else None  # FCPE keeps its own voicing threshold
+        f0 = lambda wave_16k: extractor.extract(wave_16k, threshold=threshold)
+    frontends = Frontends(content=content, style=lambda wave_16k: style_embedding(campplus, wave_16k),
+                          vocoder=vocoder, f0=f0)
+    description = {"config": str(config), "checkpoint": str(checkpoint), "sample_rate": cfg["preprocess_params"]["sr"],
+                   "device": str(dev), "f0_extractor": f0_kind}
+    log.info("loaded %s", description)
+    return VoiceConverter(cfg, model, frontends, device=dev, fp16=fp16, max_source_seconds=max_source_seconds,
+                          reference_cache_size=reference_cache_size, description=description)

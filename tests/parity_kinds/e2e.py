@@ -1,0 +1,131 @@
+"""End-to-end parity (fixture README section I): inference.py main() on the f0_44k preset, through this
+project's VoiceConverter built from the fixture's small config and local component files.
+
+Checked stage by stage on the stored inputs of each stage (teacher forcing), as the README prescribes, then the
+whole engine is run once more with the recorded per-chunk noise and the stored F0 injected (RMVPE's random
+weights make a few F0 frames ill-conditioned between float32 implementations, see the README).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from modules.chunking import ChunkPlan
+from modules.config import load_config
+from modules.content_encoder import load_content_encoder
+from modules.f0 import load_rmvpe
+from modules.length_regulator import f0_to_coarse
+from modules.pipeline import F0_THRESHOLD, ConversionSettings, Frontends, VoiceConverter, shift_source_f0
+from modules.resample import resample
+from modules.style_encoder import kaldi_fbank, load_campplus, style_embedding
+from modules.vocoders import Vocoder, load_bigvgan
+from parity_kinds._common import check, check_exact, fixture_path, load_pt
+from parity_kinds.dit import _model
+
+
+@lru_cache(maxsize=1)
+def _parts(files_key: tuple) -> dict:
+    files = dict(files_key)
+    config = load_config(fixture_path(files["config"]))
+    whisper = load_content_encoder(config["model_params"]["speech_tokenizer"], fixture_path(files["whisper_dir"]))
+    spec = importlib.util.spec_from_file_location("parity_seeded", fixture_path(files["seeded_py"]))
+    seeded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(seeded)
+    manifest = json.loads(fixture_path(files["rmvpe_manifest"]).read_text())
+    rmvpe = load_rmvpe(seeded.seeded_state_dict(manifest["state_dict"], seed=0))
+    campplus = load_campplus(fixture_path(files["campplus_weights"]))
+    vocoder = Vocoder(load_bigvgan(fixture_path(files["bigvgan_dir"])))
+    model = _model(files["config"], files["checkpoint"])
+    return dict(config=config, whisper=whisper, rmvpe=rmvpe, campplus=campplus, vocoder=vocoder, model=model)
+
+
+def _converter(parts: dict, f0=None, vocoder=None) -> VoiceConverter:
+    rmvpe = parts["rmvpe"]
+    frontends = Frontends(content=parts["whisper"], style=lambda w: style_embedding(parts["campplus"], w),
+                          vocoder=vocoder or parts["vocoder"],
+                          f0=f0 or (lambda w: rmvpe.extract(w, threshold=F0_THRESHOLD)))
+    return VoiceConverter(parts["config"], parts["model"], frontends, device="cpu", fp16=False)
+
+
+_FRONTENDS_CHECKED: set[str] = set()  # frontend.pt files already verified (shared by the sub-cases)
+
+
+def e2e_conversion(case: dict) -> None:
+    files = case["files"]
+    parts = _parts(tuple(sorted(files.items())))
+    inputs, frontend, io = load_pt(files["inputs"]), load_pt(files["frontend"]), load_pt(files["io"])
+    engine = _converter(parts)
+    args = case["args"]
+    settings = ConversionSettings(diffusion_steps=args["diffusion_steps"], length_adjust=args["length_adjust"],
+                                  inference_cfg_rate=args["inference_cfg_rate"],
+                                  auto_f0_adjust=args["auto_f0_adjust"], semitone_shift=args["semi_tone_shift"])
+
+    if files["frontend"] not in _FRONTENDS_CHECKED:
+        _check_frontend(case, parts, engine, inputs, frontend)
+        _FRONTENDS_CHECKED.add(files["frontend"])
+    _check_case(case, parts, engine, settings, inputs, frontend, io)
+
+
+def _check_frontend(case, parts, engine, inputs, frontend) -> None:
+    """Resampling, content, mel, fbank and style, F0 and the prompt conditioning (the expensive stages)."""
+    model, sr = parts["model"], engine.sample_rate
+    src_16k = resample(inputs["source_audio"], sr, 16000)
+    ref_16k = resample(inputs["ref_audio"], sr, 16000)
+    check(case, "converted_waves_16k", src_16k, frontend["converted_waves_16k"])
+    check(case, "ori_waves_16k", ref_16k, frontend["ori_waves_16k"])
+    check(case, "S_alt", parts["whisper"](frontend["converted_waves_16k"][0]), frontend["S_alt"])
+    check(case, "S_ori", parts["whisper"](frontend["ori_waves_16k"][0]), frontend["S_ori"])
+    ref_features = engine.reference_features(inputs["ref_audio"][0].numpy())
+    check(case, "mel2", ref_features.prompt_mel, frontend["mel2"])
+    feat2 = kaldi_fbank(frontend["ori_waves_16k"][0])
+    check(case, "feat2", feat2 - feat2.mean(0, keepdim=True), frontend["feat2"])
+    check(case, "style2", style_embedding(parts["campplus"], frontend["ori_waves_16k"][0]), frontend["style2"])
+    for name, wave in (("F0_ori", frontend["ori_waves_16k"]), ("F0_alt", frontend["converted_waves_16k"])):
+        f0 = torch.from_numpy(parts["rmvpe"].extract(wave[0], threshold=F0_THRESHOLD))[None]
+        check(case, name, f0, frontend[name], mask=~frontend[f"{name}_ill_conditioned"])
+    prompt_condition = model.length_regulator(frontend["S_ori"], frontend["target2_lengths"], f0=frontend["F0_ori"])
+    check(case, "prompt_condition", prompt_condition, frontend["prompt_condition"])
+
+
+
+def _check_case(case, parts, engine, settings, inputs, frontend, io) -> None:
+    """F0 transform and source conditioning from the stored inputs, then the engine: sampling, vocoding, assembly."""
+    model, sr = parts["model"], engine.sample_rate
+    shifted = shift_source_f0(frontend["F0_alt"], frontend["F0_ori"], settings.auto_f0_adjust, settings.semitone_shift)
+    check(case, "shifted_f0_alt", shifted, io["shifted_f0_alt"])
+    check_exact(case, "f0_coarse_alt", f0_to_coarse(io["shifted_f0_alt"], 256), io["f0_coarse_alt"])
+    assert int(frontend["mel"].shape[-1] * settings.length_adjust) == int(io["target_lengths"])
+    cond = model.length_regulator(frontend["S_alt"], io["target_lengths"], f0=io["shifted_f0_alt"])
+    check(case, "cond", cond, io["cond"])
+
+    # The whole engine, with the recorded per-chunk noise and the stored F0 (by wave length) injected; each
+    # chunk's mel and vocoder output are captured on the way and checked against the recorded chunks.
+    P = frontend["mel2"].shape[-1]
+    noise = [torch.cat([torch.zeros(1, frontend["mel2"].shape[1], P), c["z_tail"]], -1) for c in io["chunks"]]
+    stored_f0 = {frontend["converted_waves_16k"].shape[-1]: frontend["F0_alt"][0].numpy(),
+                 frontend["ori_waves_16k"].shape[-1]: frontend["F0_ori"][0].numpy()}
+    seen = []
+
+    def recording_vocoder(mel, generator=None):
+        wave = parts["vocoder"](mel, generator=generator)
+        seen.append((mel, wave.reshape(-1)))
+        return wave
+
+    engine = _converter(parts, f0=lambda w: stored_f0[w.shape[-1]], vocoder=recording_vocoder)
+    pieces = list(engine.convert_stream(inputs["source_audio"][0].numpy(), inputs["ref_audio"][0].numpy(),
+                                        settings, chunk_noise=noise))
+    assert len(seen) == len(io["chunks"])
+    overlap = ChunkPlan(sr, engine.mel_params.hop_length, P).overlap_samples
+    for chunk, (mel, wave) in zip(io["chunks"], seen):
+        check(case, "vc_target", mel, chunk["vc_target"])
+        if not chunk["is_last_chunk"]:
+            check(case, "previous_chunk", wave[-overlap:], chunk["previous_chunk"])
+    assert [len(p) for p in pieces] == io["generated_wave_chunks_len"]
+    check(case, "vc_wave", torch.from_numpy(np.concatenate(pieces))[None], io["vc_wave"].float())
+
+
+KINDS = {"e2e_conversion": e2e_conversion}

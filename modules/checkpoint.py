@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from modules.config import PRESETS_DIR, load_config
 from modules.model import PARTS, SeedVCModel
+from modules.weights import describe_diff, read_weights, state_dict_diff
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +29,9 @@ class CheckpointError(RuntimeError):
     """A checkpoint file cannot be read, has an unknown layout, or does not fit the model."""
 
 
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+def read_checkpoint(path: str | Path) -> dict:
     """torch.load a checkpoint safely; unreadable or truncated files raise CheckpointError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # zip errors, EOF, unpickling refusals: all mean "not a usable checkpoint"
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
+    state = read_weights(path, "checkpoint", CheckpointError)
     if not isinstance(state, Mapping) or not isinstance(state.get("net"), Mapping):
         keys = list(state)[:8] if isinstance(state, Mapping) else type(state).__name__
         raise CheckpointError(f"{path}: expected a dict with a 'net' entry (Seed-VC layout), found {keys}")
@@ -62,27 +57,17 @@ class LoadReport:
     def clean(self) -> bool:
         return not (self.missing or self.unexpected or self.mismatched)
 
-    def describe(self, limit: int = 12) -> str:
-        lines = []
-        for label, items in (("missing", self.missing), ("unexpected", self.unexpected),
-                             ("shape mismatch", self.mismatched)):
-            if items:
-                shown = ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
-                lines.append(f"  {label} ({len(items)}): {shown}")
-        return "\n".join(lines)
+    def describe(self) -> str:
+        return describe_diff(self.missing, self.unexpected, self.mismatched)
 
 
 def _compare(model_parts: Mapping[str, nn.Module], net: Mapping[str, Mapping[str, torch.Tensor]]) -> LoadReport:
     report = LoadReport()
     for part, module in model_parts.items():
-        expected = module.state_dict()
-        given = net.get(part, {})
-        for k, v in expected.items():
-            if k not in given:
-                report.missing.append(f"{part}.{k}")
-            elif tuple(given[k].shape) != tuple(v.shape):
-                report.mismatched.append(f"{part}.{k}: {tuple(given[k].shape)} vs {tuple(v.shape)}")
-        report.unexpected += [f"{part}.{k}" for k in given if k not in expected]
+        missing, unexpected, mismatched = state_dict_diff(module.state_dict(), net.get(part, {}), f"{part}.")
+        report.missing += missing
+        report.unexpected += unexpected
+        report.mismatched += mismatched
     report.unexpected += [f"{part}" for part in net if part not in model_parts]
     return report
 
@@ -129,7 +114,7 @@ def load_model_weights(model: SeedVCModel, checkpoint: str | Path | Mapping[str,
                 if fits else "\nNo official preset matches it exactly; check that --config is the one it was "
                              "trained with.")
         raise CheckpointError(f"{source}: checkpoint does not fit the model built from this config:\n"
-                              f"{report.describe()}{hint}\nTo load only the matching tensors (fine-tuning from "
+                              f"  {report.describe()}{hint}\nTo load only the matching tensors (fine-tuning from "
                               f"another config), opt in with allow_partial=True.")
     skipped = {entry.split(":")[0] for entry in report.mismatched}
     for part, module in parts.items():

@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from modules.weights import load_state_strict, read_weights
+
 SAMPLE_RATE = 16000
 N_MELS = 80
 EMBEDDING_DIM = 192
@@ -296,25 +298,14 @@ def load_campplus(weights: str | Path | Mapping[str, torch.Tensor],
                   device: torch.device | str = "cpu") -> CAMPPlus:
     """CAMPPlus(80, 192) with weights from a file (e.g. campplus_cn_common.bin) or a state dict, in eval mode.
 
-    The load is strict: any missing, unexpected or mis-shaped key raises a RuntimeError that lists them.
+    The load is strict: any missing, unexpected or mis-shaped key raises a WeightsError that lists them.
     """
-    if isinstance(weights, Mapping):
-        state = weights
-    else:
-        # The released file was saved from CUDA tensors; untrusted input, so tensors only.
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+    state = weights if isinstance(weights, Mapping) else read_weights(weights, "CAM++ weights")
+    # The released file has old key names (xvector.stats*, xvector.dense*) and was saved from CUDA tensors.
     state = _remap_legacy_keys(state)
     model = CAMPPlus()
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
-                  for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or mismatched:
-        source = "<state dict>" if isinstance(weights, Mapping) else str(weights)
-        raise RuntimeError(f"{source}: CAM++ weights do not fit CAMPPlus(80, 192): missing {missing}, "
-                           f"unexpected {unexpected}, shape mismatch {mismatched}")
-    model.load_state_dict(state, strict=True)
+    source = "<state dict>" if isinstance(weights, Mapping) else str(weights)
+    load_state_strict(model, state, "CAMPPlus(80, 192)", source)
     return model.to(device).eval()
 
 

@@ -81,8 +81,8 @@ def test_rmvpe_strict_load_lists_bad_keys():
     with pytest.raises(F0WeightsError) as err:
         load_rmvpe(state)
     message = str(err.value)
-    assert "1 missing [cnn.bias]" in message
-    assert "1 unexpected [cnn.extra]" in message
+    assert "missing (1): cnn.bias" in message
+    assert "unexpected (1): cnn.extra" in message
     assert "fc.1.weight: (10, 512) vs (360, 512)" in message
 
 

@@ -12,12 +12,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from modules import weights
+
 SAMPLE_RATE = 16000
 HOP_LENGTH = 160           # 10 ms frames
 MIN_SAMPLES = 1024         # one full analysis window; shorter input cannot be reflect-padded
 
 
-class F0WeightsError(RuntimeError):
+class F0WeightsError(weights.WeightsError):
     """A weights file cannot be read or does not fit the network; the message names the file and every bad key."""
 
 
@@ -55,28 +57,9 @@ def as_wave(wave_16k: np.ndarray | torch.Tensor, device: torch.device) -> torch.
 
 def read_weights(path: str | Path) -> dict:
     """torch.load a weights file safely (tensors and plain containers only) onto the CPU."""
-    path = Path(path)
-    if not path.is_file():
-        raise F0WeightsError(f"{path}: weights file not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, pickled code, ...: all mean "not a usable weights file"
-        raise F0WeightsError(f"{path}: not a readable weights file ({type(e).__name__}: {e})") from e
+    return weights.read_weights(path, "weights", F0WeightsError)
 
 
 def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], what: str, source: str) -> None:
-    """model.load_state_dict(state) that first lists every missing, unexpected and mis-shaped key in one error."""
-    if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
-        raise F0WeightsError(f"{source}: expected a flat state dict of tensors for {what}, got {type(state).__name__}")
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
-                  for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or mismatched:
-        def show(items: list[str]) -> str:
-            return ", ".join(items[:10]) + (f", ... ({len(items) - 10} more)" if len(items) > 10 else "")
-        raise F0WeightsError(f"{source}: weights do not fit {what}: {len(missing)} missing [{show(missing)}], "
-                             f"{len(unexpected)} unexpected [{show(unexpected)}], "
-                             f"{len(mismatched)} shape mismatch [{show(mismatched)}]")
-    model.load_state_dict(state, strict=True)
+    """Strict load that lists every missing, unexpected and mis-shaped key in one F0WeightsError."""
+    weights.load_state_strict(model, state, what, source, F0WeightsError)

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from modules.weight_norm import fold_weight_norm, legacy_weight_norm
+from modules.weights import load_state_strict, read_weights
 
 
 def kaiser_sinc_filter(cutoff: float, half_width: float, kernel_size: int) -> torch.Tensor:
@@ -177,23 +178,7 @@ def load_bigvgan(model_dir: str | Path | None = None, *, config_path: str | Path
     with open(config_path, encoding="utf-8") as f:
         h = json.load(f)
     model = BigVGAN(h)
-    try:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise RuntimeError(f"{weights_path}: not a readable BigVGAN checkpoint ({type(e).__name__}: {e})") from e
+    state = read_weights(weights_path, "BigVGAN generator")
     state = state.get("generator", state) if isinstance(state, Mapping) else state
-    load_strict(model, state, str(weights_path))
+    load_state_strict(model, state, "BigVGAN", str(weights_path))
     return fold_weight_norm(model).to(device).eval()
-
-
-def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """load_state_dict(strict) with one error listing every missing, unexpected or mis-shaped key."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or mismatched:
-        raise RuntimeError(f"{source}: weights do not fit {type(model).__name__}: missing {missing[:10]}, "
-                           f"unexpected {unexpected[:10]}, shape mismatch {mismatched[:10]}")
-    model.load_state_dict(state)

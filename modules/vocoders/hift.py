@@ -18,6 +18,7 @@ import torch.nn.functional as F
 import yaml
 
 from modules.weight_norm import fold_weight_norm, legacy_weight_norm
+from modules.weights import load_state_strict, read_weights
 
 
 class Snake(nn.Module):
@@ -175,11 +176,6 @@ def build_hift(config_path: str | Path) -> HiFTGenerator:
 
 def load_hift(config_path: str | Path, weights_path: str | Path, device: torch.device | str = "cpu") -> HiFTGenerator:
     """configs/hifigan.yml + CosyVoice `hift.pt`, strictly; weight norm folded; eval mode on `device`."""
-    from modules.vocoders.bigvgan import load_strict
     model = build_hift(config_path)
-    try:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise RuntimeError(f"{weights_path}: not a readable HiFT checkpoint ({type(e).__name__}: {e})") from e
-    load_strict(model, state, str(weights_path))
+    load_state_strict(model, read_weights(weights_path, "HiFT"), "HiFTGenerator", str(weights_path))
     return fold_weight_norm(model).to(device).eval()

@@ -1,5 +1,4 @@
 """Loading official-format checkpoints: strict by default, safe against code in pickles, clear when wrong."""
-import pickle
 
 import pytest
 import torch

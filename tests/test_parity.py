@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import parity_kinds
-from parity_kinds._common import PARITY_DIR, check_exact, fixture_path, load_index
+from parity_kinds._common import PARITY_DIR, fixture_path, load_index
 
 KINDS: dict = {}
 MANIFESTS: dict = {}

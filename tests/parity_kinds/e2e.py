@@ -1,9 +1,10 @@
 """End-to-end parity (fixture README section I): inference.py main() on the f0_44k preset, through this
 project's VoiceConverter built from the fixture's small config and local component files.
 
-Checked stage by stage on the stored inputs of each stage (teacher forcing), as the README prescribes, then the
-whole engine is run once more with the recorded per-chunk noise and the stored F0 injected (RMVPE's random
-weights make a few F0 frames ill-conditioned between float32 implementations, see the README).
+The front end, the F0 transform and the conditioning are checked on the stored inputs of each stage (teacher
+forcing), as the README prescribes. The engine then runs the whole conversion with the recorded per-chunk noise
+and the stored F0 injected (RMVPE's random weights make a few F0 frames ill-conditioned between float32
+implementations, see the README); each chunk's mel and vocoder output are checked on the way.
 """
 from __future__ import annotations
 

@@ -1,0 +1,12 @@
+"""Speech voice conversion in the browser and over the API (gradio_client), locally or as a Hugging Face Space.
+
+    python app_vc.py                                    # official 22.05 kHz speech model (downloaded on first use)
+    python app_vc.py --run-name my_voice                # runs/my_voice/ft_model.pth, else its newest checkpoint
+    python app_vc.py --config my.yml --checkpoint my.pth --port 7861
+
+The page, endpoints and queue live in modules/ui.py; see its docstring for the API.
+"""
+from modules.ui import SPEECH, main
+
+if __name__ == "__main__":
+    main(SPEECH)

@@ -1,0 +1,370 @@
+"""app_svc.py / app_vc.py as users and programs meet them: real servers on 127.0.0.1, gradio_client, a browser.
+
+Each app runs as a subprocess on a free port with a tiny offline model. Streaming first-chunk time is written
+to test-artifacts/app_timings.txt, the browser screenshot to test-artifacts/app_svc_browser.png.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import types
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tiny import AUDIO, write_tiny_config
+
+from gradio_client import Client, handle_file
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+MAX_DURATION = 45.0
+STEPS = 2
+SVC_SAMPLE_RATE, VC_SAMPLE_RATE = 44100, 22050
+SOURCE, REFERENCE = AUDIO / "source_s1.wav", AUDIO / "s1p2.wav"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, app: str, config: Path, workdir: Path, *extra: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log = workdir / f"{app}.log"
+        env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
+                   CUDA_VISIBLE_DEVICES="")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / app), "--config", str(config), "--device", "cpu", "--fp16", "false",
+             "--host", "127.0.0.1", "--port", str(self.port), "--max-duration", str(MAX_DURATION),
+             "--output-dir", str(workdir / f"{app}_out"), *extra],
+            cwd=workdir, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+
+    def wait(self, timeout: float = 240) -> "Server":
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                urllib.request.urlopen(self.url, timeout=2)
+                return self
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError(f"server did not start in {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    work = tmp_path_factory.mktemp("apps")
+    svc_config = write_tiny_config(work, "singing", log_dir=work / "runs")
+    # A finished training run beside it: its model must be offered as "run:demo", by name only.
+    run = work / "runs" / "demo"
+    run.mkdir(parents=True)
+    shutil.copyfile(svc_config, run / "config.yml")
+    import yaml
+    shutil.copyfile(yaml.safe_load(svc_config.read_text())["pretrained_model"], run / "ft_model.pth")
+    vc_config = write_tiny_config(work, "speech")
+    started = [Server("app_svc.py", svc_config, work, "--concurrency", "2", "--max-file-size", "4mb"),
+               Server("app_vc.py", vc_config, work, "--queue-size", "1", "--concurrency", "1")]
+    try:
+        svc, vc = (s.wait() for s in started)
+        yield {"svc": svc, "vc": vc, "work": work}
+    finally:
+        for s in started:
+            s.stop()
+
+
+@pytest.fixture(scope="module")
+def svc(servers):
+    return Client(servers["svc"].url, verbose=False)
+
+
+def svc_args(source=SOURCE, reference=REFERENCE, model="default", steps=STEPS, length_adjust=1.0, cfg=0.7,
+             auto_f0=True, semitones=0, f0_extractor="default", seed=0):
+    wrap = lambda f: handle_file(str(f)) if f is not None else None
+    return (wrap(source), wrap(reference), model, steps, length_adjust, cfg, auto_f0, semitones, f0_extractor, seed)
+
+
+def seconds(path) -> float:
+    return sf.info(str(path)).duration
+
+
+def check_wave(path, sample_rate: int, expected_seconds: float) -> None:
+    info = sf.info(str(path))
+    assert info.samplerate == sample_rate
+    assert abs(info.duration - expected_seconds) < 0.05, (info.duration, expected_seconds)
+    wave, _ = sf.read(str(path))
+    assert np.isfinite(wave).all() and np.abs(wave).max() > 0
+
+
+def concatenated(tmp_path: Path, name: str, total_seconds: float) -> Path:
+    """The real clips one after another, cut to total_seconds."""
+    pieces, rate = [], 24000
+    for clip in sorted(AUDIO.glob("s*p*.wav")) * 4:
+        wave, rate = sf.read(str(clip), dtype="float32")
+        pieces.append(wave)
+        if sum(map(len, pieces)) >= total_seconds * rate:
+            break
+    path = tmp_path / name
+    sf.write(str(path), np.concatenate(pieces)[: int(total_seconds * rate)], rate)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ endpoints
+
+def test_api_lists_exactly_the_named_endpoints(svc, servers):
+    named = svc.view_api(print_info=False, return_format="dict")
+    assert sorted(named["named_endpoints"]) == ["/batch_convert", "/convert", "/convert_stream", "/model_info"]
+    assert not named["unnamed_endpoints"]
+    speech = Client(servers["vc"].url, verbose=False).view_api(print_info=False, return_format="dict")
+    params = [p["label"] for p in speech["named_endpoints"]["/convert"]["parameters"]]
+    assert not any("F0" in p or "Pitch" in p for p in params), params   # speech app: no F0 controls
+
+
+def test_model_info_names_the_model_and_the_runs(svc):
+    info = svc.predict(api_name="/model_info")
+    assert info["sample_rate"] == SVC_SAMPLE_RATE and info["device"] == "cpu" and info["f0_condition"] is True
+    assert info["config"] == "tiny_singing.yml" and info["checkpoint"] == "checkpoint.pth"   # names, not paths
+    assert info["models"] == ["default", "run:demo"]
+
+
+def test_convert_length_follows_source_and_length_adjust(svc):
+    check_wave(svc.predict(*svc_args(), api_name="/convert"), SVC_SAMPLE_RATE, seconds(SOURCE))
+    half = svc.predict(*svc_args(length_adjust=0.5, semitones=3, auto_f0=False), api_name="/convert")
+    check_wave(half, SVC_SAMPLE_RATE, seconds(SOURCE) * 0.5)
+
+
+def test_convert_with_a_run_directory_model(svc):
+    check_wave(svc.predict(*svc_args(model="run:demo"), api_name="/convert"), SVC_SAMPLE_RATE, seconds(SOURCE))
+
+
+def test_speech_app_converts(servers):
+    client = Client(servers["vc"].url, verbose=False)
+    assert client.predict(api_name="/model_info")["sample_rate"] == VC_SAMPLE_RATE
+    out = client.predict(handle_file(str(SOURCE)), handle_file(str(REFERENCE)), "default", STEPS, 1.0, 0.7, 0,
+                         api_name="/convert")
+    check_wave(out, VC_SAMPLE_RATE, seconds(SOURCE))
+
+
+def test_stream_yields_several_chunks_for_a_long_source(svc, tmp_path):
+    long_source = concatenated(tmp_path, "long_30s.wav", 30.5)
+    start = time.perf_counter()
+    job = svc.submit(*svc_args(source=long_source), api_name="/convert_stream")
+    first_chunk = None
+    while not job.done():
+        if first_chunk is None and any(out[0] for out in job.outputs()):
+            first_chunk = time.perf_counter() - start
+        time.sleep(0.05)
+    total = time.perf_counter() - start
+    outputs = job.outputs()
+    chunks = [out for out in outputs if out[0] and out[1] is None]
+    assert len(chunks) > 1, outputs
+    assert [out[1] is not None for out in outputs] == [False] * (len(outputs) - 1) + [True]  # full file last
+    check_wave(job.result()[1], SVC_SAMPLE_RATE, 30.5)
+    ARTIFACTS.mkdir(exist_ok=True)
+    line = (f"app_svc tiny model, CPU, {STEPS} steps, 30.5 s source, 11 s reference: first streamed chunk "
+            f"after {first_chunk:.2f} s, whole result after {total:.2f} s, {len(chunks)} chunks\n")
+    (ARTIFACTS / "app_timings.txt").write_text(line)
+    print(line)
+
+
+def test_four_clients_at_once(servers):
+    results, errors = [None] * 4, []
+    clips = sorted(AUDIO.glob("s*p*.wav"))[:4]
+
+    def call(i):
+        try:
+            client = Client(servers["svc"].url, verbose=False)
+            results[i] = client.predict(*svc_args(source=clips[i], reference=clips[(i + 1) % 4], steps=1),
+                                        api_name="/convert")
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors
+    for i, path in enumerate(results):
+        check_wave(path, SVC_SAMPLE_RATE, seconds(clips[i]))
+
+
+def test_batch_keeps_going_past_a_bad_file(svc, tmp_path):
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00not really audio" * 10)
+    files, table = svc.predict([handle_file(str(SOURCE)), handle_file(str(corrupt)), handle_file(str(AUDIO / "s3p1.wav"))],
+                               *svc_args()[1:], api_name="/batch_convert")
+    status = {row[0]: row[1] for row in table["data"]}
+    assert status["source_s1.wav"] == "ok" and status["s3p1.wav"] == "ok", status
+    assert status["corrupt.wav"].startswith("failed: cannot decode"), status
+    assert len(files) == 2
+    check_wave(files[0], SVC_SAMPLE_RATE, seconds(SOURCE))
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+def bad_inputs(tmp_path: Path) -> list[tuple[str, tuple, str]]:
+    silent, short, corrupt, text = (tmp_path / n for n in ("silent.wav", "short.wav", "corrupt.wav", "notes.txt"))
+    sf.write(str(silent), np.zeros(3 * 24000, np.float32), 24000)
+    sf.write(str(short), sf.read(str(REFERENCE), dtype="float32")[0][:12000], 24000)
+    corrupt.write_bytes(os.urandom(4000))
+    text.write_text("not audio\n" * 50)
+    too_long = concatenated(tmp_path, "too_long.wav", MAX_DURATION + 5)
+    return [
+        ("missing source", svc_args(source=None), "no source audio"),
+        ("missing reference", svc_args(reference=None), "no reference audio"),
+        ("corrupt source", svc_args(source=corrupt), "cannot decode source"),
+        ("unsupported file", svc_args(reference=text), "reference"),
+        ("silent source", svc_args(source=silent), "silent"),
+        ("too-short reference", svc_args(reference=short), "at least 1 s"),
+        ("source over --max-duration", svc_args(source=too_long), f"the limit is {MAX_DURATION:g} s"),
+        ("steps out of range", svc_args(steps=500), "maximum"),
+        ("length adjust out of range", svc_args(length_adjust=3.0), "maximum"),
+        ("CFG rate out of range", svc_args(cfg=-1.0), "minimum"),
+        ("pitch out of range", svc_args(semitones=99), "maximum"),
+        ("unknown model (a path)", svc_args(model="/etc/passwd"), "passwd"),
+        ("unknown F0 extractor", svc_args(f0_extractor="crepe"), "crepe"),
+    ]
+
+
+def test_every_bad_input_gets_a_clear_error_and_the_server_keeps_serving(svc, tmp_path):
+    from gradio_client.exceptions import AppError
+    problems = []
+    for what, args, expected in bad_inputs(tmp_path):
+        try:
+            svc.predict(*args, api_name="/convert")
+            problems.append(f"{what}: no error")
+        except AppError as e:
+            if expected not in str(e):
+                problems.append(f"{what}: {e!s:.200}")
+    assert not problems, "\n".join(problems)
+    check_wave(svc.predict(*svc_args(), api_name="/convert"), SVC_SAMPLE_RATE, seconds(SOURCE))
+
+
+def test_upload_over_the_size_limit_is_refused(svc, tmp_path):
+    big = tmp_path / "big.wav"
+    sf.write(str(big), np.random.default_rng(0).uniform(-0.5, 0.5, 24000 * 50).astype(np.float32), 24000,
+             subtype="FLOAT")   # 4.8 MB > the server's 4mb
+    with pytest.raises(Exception, match="(?i)size|large|413"):
+        svc.predict(*svc_args(source=big), api_name="/convert")
+    check_wave(svc.predict(*svc_args(), api_name="/convert"), SVC_SAMPLE_RATE, seconds(SOURCE))
+
+
+def test_a_full_queue_refuses_with_a_clear_message(servers):
+    from gradio_client.utils import QueueError, Status
+    client = Client(servers["vc"].url, verbose=False)
+    args = (handle_file(str(SOURCE)), handle_file(str(REFERENCE)), "default")
+    busy = (Status.PROCESSING, Status.PROGRESS, Status.ITERATING)
+    running = client.submit(*args, 30, 1.0, 0.7, 0, api_name="/convert")     # the one worker is busy ...
+    deadline = time.time() + 60
+    while running.status().code not in busy and not running.done() and time.time() < deadline:
+        time.sleep(0.05)
+    waiting = client.submit(*args, 1, 1.0, 0.7, 0, api_name="/convert")      # ... this fills the queue of 1
+    while waiting.status().code != Status.IN_QUEUE and not waiting.done() and time.time() < deadline:
+        time.sleep(0.05)
+    assert running.status().code in busy and waiting.status().code == Status.IN_QUEUE, "the worker finished too soon"
+    refused_at = time.perf_counter()
+    with pytest.raises(QueueError, match="(?i)queue is full"):
+        client.predict(*args, 1, 1.0, 0.7, 0, api_name="/convert")
+    assert time.perf_counter() - refused_at < 10          # refused at once, not after the queue drains
+    check_wave(running.result(timeout=300), VC_SAMPLE_RATE, seconds(SOURCE))
+    check_wave(waiting.result(timeout=300), VC_SAMPLE_RATE, seconds(SOURCE))
+
+
+def test_no_endpoint_reads_or_serves_server_files(servers):
+    """The curl form: a FileData naming a file on the server is refused; only uploads are read."""
+    import json
+    base = servers["svc"].url + "gradio_api"
+    file_data = lambda path: {"path": path, "meta": {"_type": "gradio.FileData"}}
+    request = urllib.request.Request(
+        f"{base}/call/convert", headers={"Content-Type": "application/json"},
+        data=json.dumps({"data": [file_data(str(SOURCE)), file_data(str(REFERENCE)), "default", 1, 1.0, 0.7,
+                                  True, 0, "default", 0]}).encode())
+    event = json.load(urllib.request.urlopen(request, timeout=30))["event_id"]
+    answer = urllib.request.urlopen(f"{base}/call/convert/{event}", timeout=120).read().decode()
+    assert "event: error" in answer and "not uploaded by a user" in answer, answer
+    for path in (str(SOURCE), "/etc/passwd", str(servers["work"] / "tiny_singing.yml")):   # the last: in its cwd
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"{base}/file={path}", timeout=30)
+
+
+# ------------------------------------------------------------------------------------------------ Space support
+
+def test_spaces_gpu_wraps_with_a_duration_from_the_input(monkeypatch):
+    from modules import ui
+    from modules.pipeline import ConversionSettings
+    fn = lambda model, f0_extractor, source, reference, settings, progress=None: None
+    monkeypatch.setitem(sys.modules, "spaces", None)     # not importable: a no-op
+    assert ui.on_gpu(fn) is fn
+    seen = {}
+
+    def gpu(duration):
+        def wrap(f):
+            seen["duration"] = duration
+            return lambda *a, **k: f(*a, **k)
+        return wrap
+    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
+    assert ui.on_gpu(fn) is not fn
+    short = seen["duration"]("default", None, str(SOURCE), str(REFERENCE), ConversionSettings(diffusion_steps=10))
+    long = seen["duration"]("default", None, str(SOURCE), str(REFERENCE), ConversionSettings(diffusion_steps=200))
+    assert 30 <= short < long <= 300
+
+
+# ------------------------------------------------------------------------------------------------ browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def test_browser_upload_convert_and_play(servers, tmp_path):
+    if not CHROMIUM.exists():
+        message = "needs Debian's chromium at /usr/bin/chromium: apt-get install -y chromium (.ci/run does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)      # CI installs it: a missing browser there is a broken setup, not a skip
+        pytest.skip(message)
+    from playwright import sync_api as playwright
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            page.goto(servers["svc"].url, wait_until="networkidle")
+            page.locator("#source-audio input[type=file]").set_input_files(str(SOURCE))
+            page.locator("#reference-audio input[type=file]").set_input_files(str(REFERENCE))
+            for box in ("#source-audio", "#reference-audio"):   # uploaded: the box offers its file for download
+                page.locator(f"{box} [data-testid=download-link]").wait_for(state="attached", timeout=60000)
+            page.locator("#convert-button").click()
+            page.locator("#full-output [data-testid=download-link]").wait_for(state="attached", timeout=180000)
+            # The streamed player has played audio; the full WAV is offered for download.
+            page.wait_for_function("() => { const a = document.querySelector('#stream-output audio');"
+                                   " return a && a.src && a.duration > 1; }", timeout=60000)
+            streamed = page.evaluate("document.querySelector('#stream-output audio').duration")
+            href = page.get_attribute("#full-output [data-testid=download-link]", "href")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "app_svc_browser.png"), full_page=True)
+        finally:
+            browser.close()
+    full = Path(tmp_path) / "full.wav"
+    full.write_bytes(urllib.request.urlopen(href, timeout=30).read())
+    check_wave(full, SVC_SAMPLE_RATE, seconds(SOURCE))
+    assert streamed > 0.5 * seconds(SOURCE), streamed

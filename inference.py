@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import soundfile as sf
 from tqdm import tqdm
 
+from modules.atomic_io import atomic_write
 from modules.audio import AUDIO_EXTENSIONS, AudioError
 from modules.checkpoint import CheckpointError
 from modules.config import ConfigError
@@ -79,17 +78,7 @@ def output_name(source: Path, reference: Path, settings: ConversionSettings) -> 
 
 
 def write_wav_atomically(path: Path, wave, sample_rate: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".wav.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            sf.write(f, wave, sample_rate, format="WAV", subtype="FLOAT")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: sf.write(f, wave, sample_rate, format="WAV", subtype="FLOAT"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,13 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
 
 
 class AudioError(ValueError):
-    """An input file cannot be used; the message names the file and says what is wrong."""
+    """An input file cannot be used; the message names the file and says what is wrong.
+
+    `reason` is a short tag for summaries: unreadable, silent, too long, too short."""
+
+    def __init__(self, message: str, reason: str = "unreadable"):
+        super().__init__(message)
+        self.reason = reason
 
 
 def audio_duration(path: str | Path) -> float | None:
@@ -62,7 +68,7 @@ def load_audio(path: str | Path, sample_rate: int, *, max_seconds: float | None 
     duration = audio_duration(path)
     if max_seconds is not None and duration is not None and duration > max_seconds:
         raise AudioError(f"{role} file {path} is {duration:.1f} s long; the limit is {max_seconds:g} s. "
-                         f"Trim it or raise the maximum duration.")
+                         f"Trim it or raise the maximum duration.", reason="too long")
     wave, native_rate = _decode(path, role)
     if wave.size == 0:
         raise AudioError(f"{role} file {path} contains no samples")
@@ -74,11 +80,13 @@ def load_audio(path: str | Path, sample_rate: int, *, max_seconds: float | None 
     seconds = wave.size / sample_rate
     if max_seconds is not None and seconds > max_seconds:
         raise AudioError(f"{role} file {path} is {seconds:.1f} s long; the limit is {max_seconds:g} s. "
-                         f"Trim it or raise the maximum duration.")
+                         f"Trim it or raise the maximum duration.", reason="too long")
     if min_seconds is not None and seconds < min_seconds:
-        raise AudioError(f"{role} file {path} is {seconds:.2f} s long; it must be at least {min_seconds:g} s.")
+        raise AudioError(f"{role} file {path} is {seconds:.2f} s long; it must be at least {min_seconds:g} s.",
+                         reason="too short")
     if np.abs(wave).max() < SILENCE_PEAK:
-        raise AudioError(f"{role} file {path} is silent (peak below {SILENCE_PEAK:g}); nothing to convert.")
+        raise AudioError(f"{role} file {path} is silent (peak below {SILENCE_PEAK:g}); nothing to convert.",
+                         reason="silent")
     return wave.astype(np.float32, copy=False)
 
 

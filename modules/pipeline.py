@@ -94,7 +94,7 @@ class Vocoder(Protocol):                                                    # [1
 class Frontends:
     content: ContentEncoder
     style: StyleEncoder
-    vocoder: Vocoder
+    vocoder: Vocoder | None     # None when built for training
     f0: F0Extractor | None = None
 
 
@@ -308,6 +308,23 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def build_frontends(cfg: dict, device: torch.device, *, f0_extractor: str | None = None,
+                    vocoder: bool = True) -> tuple[Frontends, str | None]:
+    """The frozen models around the DiT, from a loaded config: content encoder, CAM++, the F0 extractor (F0
+    models only) and the vocoder (training passes vocoder=False). Returns them with the F0 extractor's kind."""
+    content = load_content_encoder(cfg["model_params"]["speech_tokenizer"], hub.resolve_content_encoder(cfg), device)
+    campplus = load_campplus(hub.resolve_campplus(cfg), device)
+    f0, f0_kind = None, None
+    if cfg["model_params"]["length_regulator"].get("f0_condition", False):
+        f0_kind = hub.f0_extractor_type(cfg, f0_extractor)
+        extractor = load_f0_extractor(f0_kind, hub.resolve_f0_model(cfg, f0_kind), device)
+        threshold = F0_THRESHOLD if f0_kind == "rmvpe" else None  # FCPE keeps its own voicing threshold
+        f0 = lambda wave_16k: extractor.extract(wave_16k, threshold=threshold)
+    return Frontends(content=content, style=lambda wave_16k: style_embedding(campplus, wave_16k),
+                     vocoder=load_vocoder(cfg, hub.resolve_vocoder(cfg), device) if vocoder else None,
+                     f0=f0), f0_kind
+
+
 def build_converter(config: str | Path | None = None, *, checkpoint: str | Path | None = None,
                     run_name: str | None = None, run_dir: str | Path | None = None, device: str | None = None,
                     fp16: bool = True, f0_extractor: str | None = None, max_source_seconds: float | None = None,
@@ -341,18 +358,7 @@ def build_converter(config: str | Path | None = None, *, checkpoint: str | Path 
     load_model_weights(model, state if state is not None else checkpoint, source=str(checkpoint))
     model = model.to(dev).eval()
 
-    content = load_content_encoder(cfg["model_params"]["speech_tokenizer"], hub.resolve_content_encoder(cfg), dev)
-    campplus = load_campplus(hub.resolve_campplus(cfg), dev)
-    vocoder = load_vocoder(cfg, hub.resolve_vocoder(cfg), dev)
-    f0 = None
-    f0_kind = None
-    if f0_condition:
-        f0_kind = hub.f0_extractor_type(cfg, f0_extractor)
-        extractor = load_f0_extractor(f0_kind, hub.resolve_f0_model(cfg, f0_kind), dev)
-        threshold = F0_THRESHOLD if f0_kind == "rmvpe" else None  # FCPE keeps its own voicing threshold
-        f0 = lambda wave_16k: extractor.extract(wave_16k, threshold=threshold)
-    frontends = Frontends(content=content, style=lambda wave_16k: style_embedding(campplus, wave_16k),
-                          vocoder=vocoder, f0=f0)
+    frontends, f0_kind = build_frontends(cfg, dev, f0_extractor=f0_extractor)
     description = {"config": str(config), "checkpoint": str(checkpoint), "sample_rate": cfg["preprocess_params"]["sr"],
                    "device": str(dev), "f0_extractor": f0_kind}
     log.info("loaded %s", description)

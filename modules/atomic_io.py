@@ -1,0 +1,67 @@
+"""Crash-safe file replacement: a reader sees the old file or the new one, never a partial one.
+
+The bytes go to a temporary file in the target's directory (same filesystem, so the rename is atomic),
+which is flushed and fsynced, renamed over the target, and then the directory itself is fsynced so the
+rename survives a power cut. Temporary names start with "." and end in ".tmp", so they never match the
+globs that find checkpoints or outputs, and `remove_stale_temporaries` can clear what a killed process left.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+TEMP_SUFFIX = ".tmp"
+
+
+def _file_mode() -> int:
+    # mkstemp creates 0600; a replaced file should get the usual permissions (0666 less the umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def fsync_directory(directory: str | Path) -> None:
+    """Make renames and unlinks in `directory` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:       # e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None],
+                 before_commit: Callable[[], None] | None = None) -> Path:
+    """Write `path` through `write(file)`; on any error (a full disk included) the target is untouched and
+    the temporary file is removed. `before_commit` runs after the data is durable, before the rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode())
+        if before_commit is not None:
+            before_commit()
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+    return path
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete temporary files that a killed writer left in `directory`; returns them."""
+    stale = [p for p in Path(directory).glob(f".*{TEMP_SUFFIX}") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale

@@ -1,0 +1,166 @@
+"""Fine-tuning data: a folder of clips, scanned once, then served in a seeded order that a resume can replay.
+
+The original draws a random replacement when a clip is out of range, which makes the data order depend on
+what was skipped and when. Here every file is checked up front (decoded once, with a progress bar), so the
+usable list is fixed, and epoch e's order is a permutation drawn from (seed, e) alone. A run's position is
+then just (epoch, batch index), which is what a checkpoint stores.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from modules.audio import AUDIO_EXTENSIONS, AudioError, load_audio, mel_spectrogram
+from modules.config import MelParams
+
+log = logging.getLogger(__name__)
+
+MIN_CLIP_SECONDS, MAX_CLIP_SECONDS = 1.0, 30.0
+MEL_PAD_VALUE = -10.0   # log-mel of near silence; padded frames are outside every loss mask anyway
+
+
+class DatasetError(ValueError):
+    """The dataset folder cannot be trained on; the message says why and what to do."""
+
+
+def find_audio_files(dataset_dir: str | Path) -> list[Path]:
+    """Every audio file under `dataset_dir`, recursively, in a stable (sorted) order."""
+    root = Path(dataset_dir)
+    if not root.is_dir():
+        raise DatasetError(f"dataset directory not found: {root}. Pass --dataset-dir pointing to a folder of "
+                           f"audio files ({', '.join(AUDIO_EXTENSIONS)}).")
+    files = sorted(Path(dirpath) / name for dirpath, _, names in os.walk(root, followlinks=True)
+                   for name in names if name.lower().endswith(AUDIO_EXTENSIONS) and not name.startswith("."))
+    if not files:
+        raise DatasetError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) found under {root}")
+    return files
+
+
+@dataclass
+class ScanReport:
+    usable: list[Path]
+    seconds: float
+    skipped: dict[str, list[str]] = field(default_factory=dict)   # reason -> messages naming the files
+
+    def summary(self) -> str:
+        text = f"{len(self.usable)} usable clips ({self.seconds / 60:.1f} min)"
+        if self.skipped:
+            counts = Counter({reason: len(items) for reason, items in self.skipped.items()})
+            text += f"; skipped {counts.total()}: " + ", ".join(f"{n} {reason}" for reason, n in counts.most_common())
+        return text
+
+
+def scan_dataset(dataset_dir: str | Path, sample_rate: int, show_progress: bool = True) -> ScanReport:
+    """Decode every file once; unreadable, silent, <1 s or >30 s clips are skipped with a warning naming them."""
+    usable, skipped, seconds = [], {}, 0.0
+    for path in tqdm(find_audio_files(dataset_dir), desc="checking dataset", unit="file", disable=not show_progress):
+        try:
+            wave = load_audio(path, sample_rate, min_seconds=MIN_CLIP_SECONDS, max_seconds=MAX_CLIP_SECONDS,
+                              role="training clip")
+        except AudioError as e:
+            log.warning("skipping %s", e)
+            skipped.setdefault(e.reason, []).append(str(e))
+            continue
+        usable.append(path)
+        seconds += wave.size / sample_rate
+    report = ScanReport(usable, seconds, skipped)
+    if not usable:
+        raise DatasetError(f"no usable clips under {dataset_dir}: {report.summary()}. Clips must be "
+                           f"{MIN_CLIP_SECONDS:g}-{MAX_CLIP_SECONDS:g} s of non-silent audio.")
+    return report
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """item i -> (wave [N] float32 at the config rate, log-mel [n_mels, T]); None if the file went bad since
+    the scan (the batch then simply has one item fewer)."""
+
+    def __init__(self, files: list[Path], mel_params: MelParams):
+        self.files = files
+        self.mel_params = mel_params
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        try:
+            wave = load_audio(self.files[index], self.mel_params.sampling_rate, role="training clip")
+        except AudioError as e:
+            log.warning("skipping %s", e)
+            return None
+        wave = torch.from_numpy(wave)
+        return wave, mel_spectrogram(wave[None], self.mel_params)[0]
+
+
+@dataclass
+class Batch:
+    waves: torch.Tensor         # [B, N] zero-padded
+    wave_lengths: torch.Tensor  # [B]
+    mels: torch.Tensor          # [B, n_mels, T] padded with MEL_PAD_VALUE
+    mel_lengths: torch.Tensor   # [B]
+
+
+def collate(items: list[tuple[torch.Tensor, torch.Tensor] | None]) -> Batch:
+    """Longest first, as the original sorts; pads waves with 0 and mels with MEL_PAD_VALUE."""
+    items = sorted((it for it in items if it is not None), key=lambda it: it[1].shape[-1], reverse=True)
+    if not items:
+        raise DatasetError("every clip of a batch failed to load; see the warnings above")
+    n_mels, frames = items[0][1].shape[0], items[0][1].shape[-1]
+    samples = max(w.shape[-1] for w, _ in items)
+    waves = torch.zeros(len(items), samples)
+    mels = torch.full((len(items), n_mels, frames), MEL_PAD_VALUE)
+    for i, (w, m) in enumerate(items):
+        waves[i, : w.shape[-1]] = w
+        mels[i, :, : m.shape[-1]] = m
+    return Batch(waves, torch.tensor([w.shape[-1] for w, _ in items]), mels,
+                 torch.tensor([m.shape[-1] for _, m in items]))
+
+
+@dataclass(frozen=True)
+class DataPosition:
+    epoch: int = 0
+    batch: int = 0       # batches of this epoch already consumed
+
+
+class EpochSchedule:
+    """Which clips make up batch b of epoch e, for every process.
+
+    Epoch e's order is a permutation of the usable clips from a generator seeded with (seed, e), repeated
+    until it fills one global batch (batch_size x processes), as the original repeats a short file list.
+    Each step takes the next global batch; process r gets its slice r. The last partial batch is dropped,
+    so every process always has a full batch.
+    """
+
+    def __init__(self, n_items: int, batch_size: int, seed: int, world_size: int = 1, rank: int = 0):
+        self.n_items, self.batch_size, self.seed = n_items, batch_size, seed
+        self.world_size, self.rank = world_size, rank
+        self.global_batch = batch_size * world_size
+        self.batches_per_epoch = max(n_items, self.global_batch) // self.global_batch
+
+    def order(self, epoch: int) -> list[int]:
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(self.n_items).tolist()
+        while len(order) < self.global_batch:
+            order += order
+        return order
+
+    def indices(self, position: DataPosition) -> list[int]:
+        start = position.batch * self.global_batch + self.rank * self.batch_size
+        return self.order(position.epoch)[start: start + self.batch_size]
+
+    def advance(self, position: DataPosition) -> DataPosition:
+        if position.batch + 1 >= self.batches_per_epoch:
+            return DataPosition(position.epoch + 1, 0)
+        return DataPosition(position.epoch, position.batch + 1)
+
+    def batches_from(self, position: DataPosition):
+        """Index lists from `position` on, forever (the trainer decides when to stop)."""
+        while True:
+            yield self.indices(position)
+            position = self.advance(position)

@@ -1,0 +1,336 @@
+"""The fine-tuning loop behind train.py: exact, crash-safe resume; one or many processes (accelerate).
+
+A run lives in <log_dir>/<run_name>/: the config copy, DiT_epoch_*_step_*.pth checkpoints (see state.py),
+metrics.jsonl, loss.png and, at the end, ft_model.pth. Starting the same command again continues from the
+newest readable checkpoint with every piece of state restored, so an interrupted run ends bit-identical (on
+CPU) to one that never stopped; --max-steps and --max-epochs count from the start of the run.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from modules import hub
+from modules.atomic_io import atomic_write, remove_stale_temporaries
+from modules.checkpoint import FINAL_CHECKPOINT_NAME, CheckpointError, load_model_weights, read_checkpoint
+from modules.config import ConfigError, MelParams, load_config
+from modules.model import build_model
+from modules.pipeline import DEFAULT_LOG_DIR, build_frontends, pick_device
+from modules.training.data import ClipDataset, DataPosition, EpochSchedule, collate, scan_dataset
+from modules.training.metrics import MetricsLog, plot_loss_curve
+from modules.training.objective import Augmentation, FlowMatchingLoss, draw_prompt_lengths, frozen_features
+from modules.training.state import (PARTS, capture_rng, checkpoint_name, config_differences,
+                                    export_inference_checkpoint, find_resume_point, prune_checkpoints,
+                                    restore_rng, save_checkpoint)
+
+log = logging.getLogger(__name__)
+
+# Test hook: seconds to wait between a checkpoint's durable temporary file and its rename, so a test can
+# SIGKILL the process mid-save. Never set it in real use.
+SAVE_DELAY_ENV = "SEEDVC_TEST_SAVE_DELAY"
+LOSS_SMOOTHING = 0.99   # the running average shown in the progress bar, as the original prints
+GRAD_CLIP = 10.0        # max gradient norm, for cfm and length_regulator separately
+BETAS, EPS, WEIGHT_DECAY, LR_GAMMA = (0.9, 0.98), 1e-6, 0.01, 0.999996
+
+
+class ResumeRefused(ConfigError):
+    """The run directory holds a run that this command cannot continue."""
+
+
+@dataclass
+class TrainingOptions:
+    config: str
+    dataset_dir: str
+    run_name: str = "my_run"
+    pretrained_ckpt: str | None = None
+    batch_size: int = 2
+    max_steps: int = 1000
+    max_epochs: int = 1000
+    save_every: int = 500
+    num_workers: int = 0
+    keep_checkpoints: int = 2
+    seed: int | None = None
+    lr: float = 1e-5
+    mixed_precision: str = "no"     # no | fp16 | bf16
+    device: str | None = None
+    show_progress: bool = True
+
+
+@dataclass
+class TrainingSummary:
+    run_dir: Path
+    step: int
+    epoch: int
+    exported: Path | None
+    resumed_from: Path | None
+    skipped_files: int
+
+
+class Trainer:
+    def __init__(self, options: TrainingOptions, augmentation: Augmentation | None = None):
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        self.options = options
+        self.augmentation = augmentation
+        self.config_path = Path(options.config)
+        self.cfg = load_config(self.config_path)
+        self.run_dir = Path(self.cfg.get("log_dir") or DEFAULT_LOG_DIR) / options.run_name
+        self.mel_params = MelParams.from_config(self.cfg)
+        _check_options(options)
+
+        wants_cpu = options.device is not None and options.device.startswith("cpu")
+        # Class dropout and an F0-less length regulator leave some parameters without gradients on a step.
+        self.accelerator = Accelerator(cpu=wants_cpu, kwargs_handlers=[
+            DistributedDataParallelKwargs(find_unused_parameters=True)])
+        self.world_size = self.accelerator.num_processes
+        self.rank = self.accelerator.process_index
+        self.is_main = self.accelerator.is_main_process
+        self.device = self.accelerator.device if self.world_size > 1 else pick_device(options.device)
+        if options.mixed_precision == "fp16" and self.device.type != "cuda":
+            raise ConfigError(f"--mixed-precision fp16 needs a CUDA device (this run uses {self.device}); "
+                              f"use bf16 or no")
+
+    # ------------------------------------------------------------------------------------------ set-up
+    def _resume_state(self) -> tuple[Path | None, dict | None]:
+        """The main process picks the checkpoint (renaming unreadable newer ones); the others read the same."""
+        chosen: list = [None]
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            for stale in remove_stale_temporaries(self.run_dir):
+                log.info("removed %s, left by an interrupted save", stale.name)
+            point = find_resume_point(self.run_dir)
+            chosen = [str(point.path) if point else None]
+        chosen = self._broadcast(chosen)
+        if chosen[0] is None:
+            return None, None
+        return Path(chosen[0]), read_checkpoint(chosen[0])
+
+    def _broadcast(self, objects: list) -> list:
+        if self.world_size > 1:
+            from accelerate.utils import broadcast_object_list
+            broadcast_object_list(objects, from_process=0)
+        return objects
+
+    def _check_resumable(self, path: Path, state: dict) -> None:
+        saved = state.get("config")
+        if saved is None:   # a checkpoint written by the original project: compare with the run's config copy
+            copy = self.run_dir / self.config_path.name
+            saved = load_config(copy) if copy.exists() else None
+        if saved is None:
+            log.warning("%s holds no config; cannot check that model_params are unchanged", path.name)
+            return
+        differences = config_differences(saved, self.cfg)
+        if differences:
+            raise ResumeRefused(
+                f"{self.run_dir} was trained with a different config, so it cannot be resumed with "
+                f"{self.config_path}:\n  " + "\n  ".join(differences) +
+                f"\nUse the config it was trained with ({self.run_dir}/*.yml) or another --run-name.")
+
+    def _copy_config(self) -> None:
+        data = self.config_path.read_bytes()
+        target = self.run_dir / self.config_path.name
+        if not target.exists() or target.read_bytes() != data:
+            atomic_write(target, lambda f: f.write(data))
+
+    # ------------------------------------------------------------------------------------------ the run
+    def run(self) -> TrainingSummary:
+        opts = self.options
+        resumed_from, state = self._resume_state()
+        if state is not None:
+            self._check_resumable(resumed_from, state)
+        if self.is_main:
+            self._copy_config()
+
+        step = int(state["iters"]) if state else 0
+        position = DataPosition(**state["position"]) if state and "position" in state else DataPosition()
+        if state and "position" not in state:   # an original-format checkpoint: weights, optimizer, step only
+            position = DataPosition(int(state.get("epoch", 0)) + 1, 0)
+        seed = int(state["seed"]) if state and "seed" in state else _pick_seed(opts.seed)
+        if state and opts.seed is not None and opts.seed != seed:
+            log.warning("--seed %d ignored: this run continues with its saved seed %d", opts.seed, seed)
+        _seed_everything(seed + self.rank)
+
+        model = build_model(self.cfg)
+        if state is not None:
+            load_model_weights(model, state, source=str(resumed_from))
+            log.info("resuming %s from %s (step %d, epoch %d)", self.run_dir, resumed_from.name, step, position.epoch)
+        else:
+            pretrained = hub.resolve_dit_checkpoint(self.config_path, opts.pretrained_ckpt)
+            load_model_weights(model, pretrained)
+            log.info("fine-tuning from %s", pretrained)
+        model = model.to(self.device)
+
+        finished = step >= opts.max_steps or position.epoch >= opts.max_epochs
+        if finished:
+            log.info("run already complete at step %d (epoch %d); exporting only", step, position.epoch)
+            exported = self._export(model) if self.is_main else None
+            return TrainingSummary(self.run_dir, step, position.epoch, exported, resumed_from, 0)
+
+        frontends, _ = build_frontends(self.cfg, self.device, vocoder=False)
+        files: list = [None]
+        skipped = 0
+        if self.is_main:
+            report = scan_dataset(opts.dataset_dir, self.mel_params.sampling_rate, opts.show_progress)
+            log.info("dataset %s: %s", opts.dataset_dir, report.summary())
+            files = [[str(p) for p in report.usable]]
+            skipped = sum(len(v) for v in report.skipped.values())
+        files = [Path(p) for p in self._broadcast(files)[0]]
+        schedule = EpochSchedule(len(files), opts.batch_size, seed, self.world_size, self.rank)
+
+        optimizers = {part: torch.optim.AdamW(getattr(model, part).parameters(), lr=opts.lr, betas=BETAS, eps=EPS,
+                                              weight_decay=WEIGHT_DECAY) for part in PARTS}
+        schedulers = {part: torch.optim.lr_scheduler.ExponentialLR(optimizers[part], gamma=LR_GAMMA) for part in PARTS}
+        scaler = torch.amp.GradScaler("cuda") if opts.mixed_precision == "fp16" else None
+        loss_avg = None
+        if state is not None:
+            for part, sd in state["optimizer"]:
+                optimizers[part].load_state_dict(sd)
+            for part, sd in state["scheduler"]:
+                schedulers[part].load_state_dict(sd)
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            loss_avg = state.get("loss_avg")
+            rng = state.get("rng") or []
+            if len(rng) == self.world_size:
+                restore_rng(rng[self.rank])
+            else:
+                log.warning("the checkpoint was written by %d process(es), this run has %d: random draws will "
+                            "differ from an uninterrupted run", len(rng), self.world_size)
+                _seed_everything(seed + self.rank + 7919 * step)
+        del state  # free the checkpoint's copy of the weights
+
+        loss_module = FlowMatchingLoss(model.cfm, model.length_regulator).train()
+        trainable = self.accelerator.prepare(loss_module) if self.world_size > 1 else loss_module
+        metrics = MetricsLog(self.run_dir / "metrics.jsonl", step) if self.is_main else None
+        batches = self._batches(files, schedule, position)
+        autocast = torch.autocast(self.device.type, dtype=torch.float16 if opts.mixed_precision == "fp16"
+                                  else torch.bfloat16, enabled=opts.mixed_precision != "no")
+        bar = tqdm(total=opts.max_steps, initial=step, unit="step", desc=self.run_dir.name,
+                   disable=not (self.is_main and opts.show_progress), dynamic_ncols=True)
+        started = time.perf_counter()
+        try:
+            while step < opts.max_steps and position.epoch < opts.max_epochs:
+                batch = next(batches)
+                batch.waves, batch.mels = batch.waves.to(self.device), batch.mels.to(self.device)
+                batch.mel_lengths = batch.mel_lengths.to(self.device)
+                features = frozen_features(batch, frontends, self.mel_params.sampling_rate, self.augmentation)
+                prompt_lengths = draw_prompt_lengths(batch.mel_lengths)
+                with autocast:
+                    loss = trainable(batch.mels, batch.mel_lengths, prompt_lengths, features)
+                for opt in optimizers.values():
+                    opt.zero_grad(set_to_none=True)
+                (scaler.scale(loss) if scaler else loss).backward()
+                norms = {}
+                for part, opt in optimizers.items():
+                    if scaler:
+                        scaler.unscale_(opt)
+                    norms[part] = float(torch.nn.utils.clip_grad_norm_(getattr(model, part).parameters(), GRAD_CLIP))
+                for part, opt in optimizers.items():
+                    scaler.step(opt) if scaler else opt.step()
+                    schedulers[part].step()
+                if scaler:
+                    scaler.update()
+
+                epoch_of_step = position.epoch
+                step += 1
+                position = schedule.advance(position)
+                value = float(self.accelerator.reduce(loss.detach(), "mean")) if self.world_size > 1 else float(loss.detach())
+                loss_avg = value if loss_avg is None else LOSS_SMOOTHING * loss_avg + (1 - LOSS_SMOOTHING) * value
+                lr = schedulers["cfm"].get_last_lr()[0]
+                if metrics:
+                    metrics.append({"step": step, "epoch": epoch_of_step, "loss": value, "loss_avg": loss_avg,
+                                    "lr": lr, "grad_norm_cfm": norms["cfm"],
+                                    "grad_norm_length_regulator": norms["length_regulator"],
+                                    "seconds": round(time.perf_counter() - started, 3)})
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.4f}", avg=f"{loss_avg:.4f}", lr=f"{lr:.3e}", epoch=epoch_of_step)
+                done = step >= opts.max_steps or position.epoch >= opts.max_epochs
+                if step % opts.save_every == 0 or done:
+                    self._save(model, optimizers, schedulers, scaler, step, epoch_of_step, position, seed, loss_avg)
+        finally:
+            bar.close()
+            if metrics:
+                metrics.close()
+        exported = self._export(model) if self.is_main else None
+        self.accelerator.wait_for_everyone()
+        return TrainingSummary(self.run_dir, step, position.epoch, exported, resumed_from, skipped)
+
+    def _batches(self, files: list[Path], schedule: EpochSchedule, position: DataPosition) -> Iterator:
+        dataset = ClipDataset(files, self.mel_params)
+        # Its own generator: creating the loader must not draw from the global RNG, or a resumed run's
+        # random stream would be one draw off from the uninterrupted one.
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=schedule.batches_from(position),
+                                             collate_fn=collate, num_workers=self.options.num_workers,
+                                             generator=torch.Generator().manual_seed(0))
+        return iter(loader)
+
+    # ------------------------------------------------------------------------------------------ files
+    def _save(self, model, optimizers, schedulers, scaler, step: int, epoch: int, position: DataPosition,
+              seed: int, loss_avg: float) -> None:
+        rng = [capture_rng()]
+        if self.world_size > 1:
+            from accelerate.utils import gather_object
+            rng = gather_object(rng)
+        if self.is_main:
+            state = {
+                "net": {part: getattr(model, part).state_dict() for part in PARTS},
+                "optimizer": [(part, optimizers[part].state_dict()) for part in PARTS],
+                "scheduler": [(part, schedulers[part].state_dict()) for part in PARTS],
+                "iters": step, "epoch": epoch,
+                "position": {"epoch": position.epoch, "batch": position.batch},
+                "seed": seed, "world_size": self.world_size, "rng": rng, "loss_avg": loss_avg,
+                "scaler": scaler.state_dict() if scaler else None, "config": self.cfg,
+            }
+            path = save_checkpoint(state, self.run_dir / checkpoint_name(epoch, step), before_commit=_test_delay())
+            for old in prune_checkpoints(self.run_dir, self.options.keep_checkpoints):
+                log.info("removed old checkpoint %s", old.name)
+            plot_loss_curve(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
+            tqdm.write(f"saved {path}")
+        self.accelerator.wait_for_everyone()
+
+    def _export(self, model) -> Path:
+        net = {"net": {part: getattr(model, part).state_dict() for part in PARTS}}
+        path = export_inference_checkpoint(net, self.run_dir / FINAL_CHECKPOINT_NAME)
+        log.info("exported %s (use it with --checkpoint %s --config %s)", path, path,
+                 self.run_dir / self.config_path.name)
+        return path
+
+
+def _check_options(o: TrainingOptions) -> None:
+    for name in ("batch_size", "max_steps", "max_epochs", "save_every", "keep_checkpoints"):
+        if getattr(o, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(o, name)}")
+    if o.num_workers < 0:
+        raise ConfigError(f"--num-workers must be 0 or more, got {o.num_workers}")
+    if not o.lr > 0:
+        raise ConfigError(f"--lr must be positive, got {o.lr}")
+    if o.mixed_precision not in ("no", "fp16", "bf16"):
+        raise ConfigError(f"--mixed-precision must be no, fp16 or bf16, got {o.mixed_precision!r}")
+
+
+def _pick_seed(seed: int | None) -> int:
+    return seed if seed is not None else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def _test_delay():
+    seconds = float(os.environ.get(SAVE_DELAY_ENV) or 0)
+    return (lambda: time.sleep(seconds)) if seconds > 0 else None
+
+
+__all__ = ["Trainer", "TrainingOptions", "TrainingSummary", "ResumeRefused", "CheckpointError"]

@@ -2,7 +2,8 @@
 
 Public endpoints (stable names, every setting an argument, no hidden UI state):
   /convert         source, reference, model, settings...      -> the whole result as a WAV file
-  /convert_stream  same arguments                              -> (streamed chunk, full WAV once done), a generator
+  /convert_stream  same arguments                              -> a generator of (player stream, chunk WAV, None),
+                                                                  then (None, None, full WAV) once done
   /batch_convert   [sources], reference, model, settings...    -> [WAV per source], per-file status table
   /model_info      (nothing)                                   -> JSON: loaded model, sample rate, device, choices
 The singing app adds auto F0 adjust, pitch shift and F0 extractor after the CFG rate; both end with the seed.
@@ -16,13 +17,15 @@ import io
 import logging
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -32,8 +35,14 @@ from modules.audio import AudioError, audio_duration
 from modules.checkpoint import CheckpointError, training_checkpoints
 from modules.config import ConfigError, load_config
 from modules.hub import AssetUnavailableError
-from modules.pipeline import (DEFAULT_LOG_DIR, ConversionError, ConversionSettings, VoiceConverter,
-                              build_converter, default_preset)
+from modules.pipeline import (
+    DEFAULT_LOG_DIR,
+    ConversionError,
+    ConversionSettings,
+    VoiceConverter,
+    build_converter,
+    default_preset,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +74,16 @@ class ModelRegistry:
 
     def __init__(self, args: argparse.Namespace, kind: AppKind, keep: int = 2):
         config = args.config or (None if args.run_name else str(default_preset(kind.f0)))
-        common = dict(device=args.device, fp16=args.fp16, max_source_seconds=args.max_duration)
+        common = {"device": args.device, "fp16": args.fp16, "max_source_seconds": args.max_duration}
         self.recipes: dict[str, dict[str, Any]] = {
-            DEFAULT_MODEL: dict(config=config, checkpoint=args.checkpoint, run_name=args.run_name, **common)}
+            DEFAULT_MODEL: {"config": config, "checkpoint": args.checkpoint, "run_name": args.run_name, **common}}
         log_dir = Path(DEFAULT_LOG_DIR)
         if config:
             log_dir = Path(load_config(config).get("log_dir") or DEFAULT_LOG_DIR)
         if log_dir.is_dir():
             for run in sorted(p for p in log_dir.iterdir() if p.is_dir()):
                 if (run / "ft_model.pth").exists() or training_checkpoints(run):
-                    self.recipes[f"run:{run.name}"] = dict(run_dir=str(run), **common)
+                    self.recipes[f"run:{run.name}"] = {"run_dir": str(run), **common}
         self.f0_extractor = args.f0_extractor
         self.keep = keep
         self._loaded: OrderedDict[tuple[str, str | None], VoiceConverter] = OrderedDict()
@@ -195,6 +204,7 @@ def build_demo(registry: ModelRegistry, kind: AppKind, output_dir: Path, concurr
     import gradio as gr
 
     engine = Engine(registry, output_dir)
+    progress_bar = gr.Progress()   # Gradio injects the per-event tracker into a parameter with this default
 
     def user_error(error: Exception) -> gr.Error:
         return gr.Error(str(error), title="Cannot convert")
@@ -209,7 +219,7 @@ def build_demo(registry: ModelRegistry, kind: AppKind, output_dir: Path, concurr
                             ("pitch shift", semitones)):
             if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConversionError(f"{name} must be a number, got {value!r}")
-        if seed is not None and (not isinstance(seed, (int, float)) or seed != seed or abs(seed) > 2 ** 63):
+        if seed is not None and (not isinstance(seed, (int, float)) or not np.isfinite(seed) or abs(seed) > 2 ** 63):
             raise ConversionError(f"seed must be a whole number (negative for random), got {seed!r}")
         settings = ConversionSettings(
             diffusion_steps=int(steps) if float(steps).is_integer() else steps, length_adjust=float(length_adjust),
@@ -223,7 +233,7 @@ def build_demo(registry: ModelRegistry, kind: AppKind, output_dir: Path, concurr
         report = (lambda fraction, text: progress(fraction, desc=text)) if progress is not None else None
         return engine.stream(source, reference, model, f0_extractor, settings, report)
 
-    def convert(source, reference, model, steps, length_adjust, cfg_rate, *extra, progress=gr.Progress()):
+    def convert(source, reference, model, steps, length_adjust, cfg_rate, *extra, progress=progress_bar):
         try:
             stream = pieces(source, reference, model, steps, length_adjust, cfg_rate, extra, progress)
             sample_rate = next(stream)
@@ -232,7 +242,7 @@ def build_demo(registry: ModelRegistry, kind: AppKind, output_dir: Path, concurr
             raise user_error(e) from None
         return engine.write(wave, sample_rate, "converted")
 
-    def convert_stream(source, reference, model, steps, length_adjust, cfg_rate, *extra, progress=gr.Progress()):
+    def convert_stream(source, reference, model, steps, length_adjust, cfg_rate, *extra, progress=progress_bar):
         try:
             stream = pieces(source, reference, model, steps, length_adjust, cfg_rate, extra, progress)
             sample_rate = next(stream)
@@ -240,12 +250,14 @@ def build_demo(registry: ModelRegistry, kind: AppKind, output_dir: Path, concurr
             for piece in stream:
                 done.append(piece)
                 if piece.size:
-                    yield wav_bytes(piece, sample_rate), None
+                    # The player gets bytes (Gradio re-encodes them for the browser, which API callers cannot
+                    # play); API callers get each piece as its own WAV.
+                    yield wav_bytes(piece, sample_rate), engine.write(piece, sample_rate, "chunk"), None
         except USER_ERRORS as e:
             raise user_error(e) from None
-        yield None, engine.write(np.concatenate(done), sample_rate, "converted")
+        yield None, None, engine.write(np.concatenate(done), sample_rate, "converted")
 
-    def batch_convert(sources, reference, model, steps, length_adjust, cfg_rate, *extra, progress=gr.Progress()):
+    def batch_convert(sources, reference, model, steps, length_adjust, cfg_rate, *extra, progress=progress_bar):
         sources = [sources] if isinstance(sources, str) else list(sources or [])
         try:
             if not sources:
@@ -275,7 +287,7 @@ def build_demo(registry: ModelRegistry, kind: AppKind, output_dir: Path, concurr
         except USER_ERRORS as e:
             raise user_error(e) from None
 
-    gpu = dict(concurrency_limit=concurrency, concurrency_id="gpu")
+    gpu = {"concurrency_limit": concurrency, "concurrency_id": "gpu"}
     # delete_cache: Gradio's copies of uploads and results go after an hour, so a long-lived server stays small.
     with gr.Blocks(title=kind.title, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"## {kind.title}\nUpload a source and a reference (the target voice, 1-25 s; longer "
@@ -315,8 +327,9 @@ def build_demo(registry: ModelRegistry, kind: AppKind, output_dir: Path, concurr
                                     elem_id="stream-output")
                 full = gr.Audio(label="Full output (WAV)", type="filepath", format="wav", interactive=False,
                                 elem_id="full-output")
-            go.click(convert_stream, [source, reference, *settings], [streamed, full], api_name="convert_stream",
-                     **gpu)
+            chunk = gr.File(label="Latest chunk (WAV)", visible=False)   # for /convert_stream API callers
+            go.click(convert_stream, [source, reference, *settings], [streamed, chunk, full],
+                     api_name="convert_stream", **gpu)
             whole.click(convert, [source, reference, *settings], full, api_name="convert", **gpu)
         with gr.Tab("Batch"):
             batch_sources = gr.File(file_count="multiple", type="filepath", label="Source files")
@@ -357,6 +370,9 @@ def parse_args(kind: AppKind, argv: list[str] | None = None) -> argparse.Namespa
 def main(kind: AppKind, argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(kind, argv)
+    if shutil.which("ffmpeg") is None:   # Gradio encodes the streamed player's audio with ffmpeg
+        log.warning("ffmpeg not found: the streamed player (/convert_stream) will fail; /convert still works. "
+                    "Install it (apt-get install -y ffmpeg).")
     registry = ModelRegistry(args, kind)
     registry.get(DEFAULT_MODEL)  # build once at start-up, so the first caller does not wait and bad flags fail now
     output_dir = Path(args.output_dir or tempfile.mkdtemp(prefix="seedvc_app_"))

@@ -74,9 +74,14 @@ def save_checkpoint(state: dict, path: Path, before_commit: Callable[[], None] |
     """Atomically write `state` to `path` (see modules/atomic_io.py); SaveError on failure, e.g. a full disk."""
     try:
         return atomic_write(path, lambda f: torch.save(state, f), before_commit=before_commit)
-    except OSError as e:
-        raise SaveError(f"could not save {path.name} in {path.parent}: {e}. The previous checkpoints are kept; "
-                        f"free some space (or lower --keep-checkpoints) and run the same command to resume.") from e
+    except (OSError, RuntimeError) as e:
+        # torch.save reports a failed write (ENOSPC, EFBIG) as a RuntimeError whose context is the OSError.
+        cause = e if isinstance(e, OSError) else e.__context__
+        if not isinstance(cause, OSError):
+            raise
+        raise SaveError(f"could not save {path.name} in {path.parent}: {cause}. The previous checkpoints are "
+                        f"kept; free some space (or lower --keep-checkpoints) and run the same command to "
+                        f"resume.") from e
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> list[Path]:

@@ -25,7 +25,8 @@ from modules.checkpoint import FINAL_CHECKPOINT_NAME, CheckpointError, load_mode
 from modules.config import ConfigError, MelParams, load_config
 from modules.model import build_model
 from modules.pipeline import DEFAULT_LOG_DIR, build_frontends, pick_device
-from modules.training.data import ClipDataset, DataPosition, EpochSchedule, collate, scan_dataset
+from modules.training.data import (ClipDataset, DataPosition, EpochSchedule, collate, find_audio_files,
+                                  scan_dataset)
 from modules.training.metrics import MetricsLog, plot_loss_curve
 from modules.training.objective import Augmentation, FlowMatchingLoss, draw_prompt_lengths, frozen_features
 from modules.training.state import (PARTS, capture_rng, checkpoint_name, config_differences,
@@ -87,6 +88,7 @@ class Trainer:
         self.run_dir = Path(self.cfg.get("log_dir") or DEFAULT_LOG_DIR) / options.run_name
         self.mel_params = MelParams.from_config(self.cfg)
         _check_options(options)
+        find_audio_files(options.dataset_dir)   # a missing or empty folder fails now, before any model loads
 
         wants_cpu = options.device is not None and options.device.startswith("cpu")
         # Class dropout and an F0-less length regulator leave some parameters without gradients on a step.

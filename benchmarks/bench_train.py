@@ -1,0 +1,101 @@
+"""Training throughput: steps/s of the real train.py, on 5 s clips, batch 2, with peak memory.
+
+    python benchmarks/bench_train.py [--steps 8] [--device cpu] [--batch-size 2]
+
+Two models: the tests' tiny speech config (fixture DiT, Whisper-tiny) and the official 22.05 kHz speech preset
+(config_dit_mel_seed_uvit_whisper_small_wavenet) at full size, with random weights for the DiT and a
+Whisper-small-sized encoder (no downloads). The clips are real speech cut to 5 s. Steps/s is measured from
+metrics.jsonl over every step after the first (warm-up); peak RSS is the train.py process's own.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PARITY = ROOT.parent / "shared" / "fixtures" / "parity"
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+
+def make_dataset(folder: Path, seconds: float = 5.0) -> None:
+    import soundfile as sf
+    folder.mkdir(parents=True)
+    for path in sorted((PARITY / "audio").glob("s*p*.wav")):
+        wave, sr = sf.read(path)
+        for i in range(int(len(wave) / sr // seconds)):
+            sf.write(folder / f"{path.stem}_{i}.wav", wave[int(i * seconds * sr): int((i + 1) * seconds * sr)], sr)
+
+
+def full_size_22k_config(folder: Path) -> Path:
+    """The official speech preset with local files: a random DiT checkpoint and a random Whisper-small."""
+    import torch
+    import yaml
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    from modules.config import load_config, preset_path
+    from modules.model import build_model
+
+    preset = preset_path("config_dit_mel_seed_uvit_whisper_small_wavenet.yml")
+    cfg = load_config(preset)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    torch.save({"net": {p: m.state_dict() for p, m in model.parts().items()}}, folder / "dit_random.pth")
+    whisper = WhisperModel(WhisperConfig(d_model=768, encoder_layers=12, encoder_attention_heads=12, decoder_layers=1,
+                                         decoder_attention_heads=12, encoder_ffn_dim=3072, num_mel_bins=80))
+    whisper.save_pretrained(folder / "whisper_small_random")
+    WhisperFeatureExtractor().save_pretrained(folder / "whisper_small_random")
+    raw = yaml.safe_load(preset.read_text())
+    raw["pretrained_model"] = str(folder / "dit_random.pth")
+    raw["model_params"]["speech_tokenizer"]["name"] = str(folder / "whisper_small_random")
+    raw["model_params"]["style_encoder"]["campplus_path"] = str(PARITY / "weights" / "campplus_cn_common.bin")
+    raw["log_dir"] = str(folder / "runs")
+    path = folder / "full_22k.yml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def run(config: Path, data: Path, steps: int, batch_size: int, device: str, name: str) -> dict:
+    command = [sys.executable, str(ROOT / "train.py"), "--config", str(config), "--dataset-dir", str(data),
+               "--run-name", name, "--max-steps", str(steps), "--save-every", str(10 ** 6), "--batch-size",
+               str(batch_size), "--seed", "0", "--device", device, "--no-progress"]
+    proc = subprocess.Popen(command, env=dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{name} failed:\n{stderr[-3000:]}")
+    records = [json.loads(line) for line in (config.parent / "runs" / name / "metrics.jsonl").read_text().splitlines()]
+    seconds = records[-1]["seconds"] - records[0]["seconds"]
+    return {"model": name, "steps_per_s": (len(records) - 1) / seconds, "s_per_step": seconds / (len(records) - 1),
+            "first_step_s": records[0]["seconds"], "peak_rss_gib": usage.ru_maxrss / 2 ** 20}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    from tiny import write_tiny_config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        make_dataset(tmp / "data")
+        tiny = write_tiny_config(tmp, "speech", log_dir=tmp / "runs")
+        full = full_size_22k_config(tmp)
+        print(f"train.py, batch {args.batch_size}, 5 s clips, {args.steps} steps, device {args.device}, "
+              f"{os.cpu_count()} CPU cores")
+        print(f"{'model':34s} {'steps/s':>8s} {'s/step':>8s} {'1st step s':>10s} {'peak RSS GiB':>13s}")
+        for config, name in ((tiny, "tiny_speech"), (full, "whisper_small_wavenet_22k_full")):
+            r = run(config, tmp / "data", args.steps, args.batch_size, args.device, name)
+            print(f"{r['model']:34s} {r['steps_per_s']:8.3f} {r['s_per_step']:8.2f} {r['first_step_s']:10.2f} "
+                  f"{r['peak_rss_gib']:13.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -273,3 +273,33 @@ def test_two_processes_with_accelerate_save_and_resume(workdir):
     assert second.stderr.count("resuming") == 2     # both processes
     assert read_checkpoint(steps(run_dir)[3])["iters"] == 3
     assert (run_dir / "ft_model.pth").exists()
+
+
+def test_epoch_schedule_is_seeded_complete_and_disjoint_across_processes():
+    from modules.training.data import DataPosition, EpochSchedule
+    ranks = [EpochSchedule(10, batch_size=2, seed=5, world_size=2, rank=r) for r in (0, 1)]
+    assert ranks[0].batches_per_epoch == 2          # 10 clips, global batch 4: the partial batch is dropped
+    position, seen = DataPosition(), []
+    for _ in range(2):
+        seen += ranks[0].indices(position) + ranks[1].indices(position)
+        position = ranks[0].advance(position)
+    assert position == DataPosition(1, 0) and len(set(seen)) == 8
+    again = EpochSchedule(10, batch_size=2, seed=5, world_size=2, rank=0)
+    assert again.order(3) == ranks[0].order(3) != ranks[0].order(4)
+    tiny = EpochSchedule(3, batch_size=4, seed=0)     # fewer clips than a batch: repeated, as the original
+    batch = tiny.indices(DataPosition())
+    assert tiny.batches_per_epoch == 1 and len(batch) == 4 and set(batch) == {0, 1, 2}
+
+
+def test_atomic_write_failure_leaves_the_old_file(tmp_path):
+    from modules.atomic_io import atomic_write
+    target = tmp_path / "DiT_epoch_00000_step_00001.pth"
+    target.write_bytes(b"old")
+
+    def fail(f):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        atomic_write(target, fail)
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == [target.name]

@@ -168,15 +168,17 @@ def test_stream_yields_several_chunks_for_a_long_source(svc, tmp_path):
     long_source = concatenated(tmp_path, "long_30s.wav", 30.0)
     start = time.perf_counter()
     job = svc.submit(*svc_args(source=long_source), api_name="/convert_stream")
-    first_chunk = None
+    first_chunk, progress = None, set()
     while not job.done():
         if first_chunk is None and any(out[1] for out in job.outputs()):
             first_chunk = time.perf_counter() - start
+        progress.update(unit.desc for unit in job.status().progress_data or ())
         time.sleep(0.02)
     total = time.perf_counter() - start
     outputs = job.outputs()
     chunks = [chunk for player, chunk, full in outputs if chunk]
     assert len(chunks) > 1, outputs
+    assert any(desc and ("analysing" in desc or "chunk" in desc) for desc in progress), progress   # progress shown
     assert all(player and not full for player, chunk, full in outputs[:-1])
     assert outputs[-1][2] and not outputs[-1][1]                               # the full file comes last
     full = job.result()[2]

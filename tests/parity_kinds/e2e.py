@@ -8,6 +8,7 @@ implementations, see the README); each chunk's mel and vocoder output are checke
 """
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 from functools import lru_cache
@@ -19,12 +20,13 @@ from modules.chunking import ChunkPlan
 from modules.config import load_config
 from modules.content_encoder import load_content_encoder
 from modules.f0 import load_rmvpe
+from modules.f0.rmvpe import TIME_MULTIPLE, salience_to_f0
 from modules.length_regulator import f0_to_coarse
 from modules.pipeline import F0_THRESHOLD, ConversionSettings, Frontends, VoiceConverter, shift_source_f0
 from modules.resample import resample
 from modules.style_encoder import kaldi_fbank, load_campplus, style_embedding
 from modules.vocoders import Vocoder, load_bigvgan
-from parity_kinds._common import check, check_exact, fixture_path, load_pt
+from parity_kinds._common import check, check_exact, fixture_path, load_pt, tolerance
 from parity_kinds.dit import _model
 
 
@@ -86,11 +88,51 @@ def _check_frontend(case, parts, engine, inputs, frontend) -> None:
     check(case, "feat2", feat2 - feat2.mean(0, keepdim=True), frontend["feat2"])
     check(case, "style2", style_embedding(parts["campplus"], frontend["ori_waves_16k"][0]), frontend["style2"])
     for name, wave in (("F0_ori", frontend["ori_waves_16k"]), ("F0_alt", frontend["converted_waves_16k"])):
-        f0 = torch.from_numpy(parts["rmvpe"].extract(wave[0], threshold=F0_THRESHOLD))[None]
-        check(case, name, f0, frontend[name], mask=~frontend[f"{name}_ill_conditioned"])
+        _check_f0(case, name, parts["rmvpe"], wave[0], frontend[name][0], frontend[f"{name}_ill_conditioned"][0])
     prompt_condition = model.length_regulator(frontend["S_ori"], frontend["target2_lengths"], f0=frontend["F0_ori"])
     check(case, "prompt_condition", prompt_condition, frontend["prompt_condition"])
 
+
+
+ILL_CONDITIONED = 1e-5   # the fixture's rule: fp32-vs-fp64 salience gap above this, or a top-2 margin below it
+
+
+_SALIENCE64: dict[tuple, np.ndarray] = {}   # both sub-cases share one front end: run float64 once per wave
+
+
+def _salience_float64(rmvpe, mel: torch.Tensor) -> np.ndarray:
+    key = (id(rmvpe), tuple(mel.shape), float(mel.sum()))
+    if key not in _SALIENCE64:
+        model64 = copy.deepcopy(rmvpe.model).double()
+        with torch.no_grad():
+            padded = torch.nn.functional.pad(mel.double(), (0, -mel.shape[-1] % TIME_MULTIPLE))
+            _SALIENCE64[key] = model64(padded[None])[0, : mel.shape[-1]].numpy()
+    return _SALIENCE64[key]
+
+
+def _check_f0(case: dict, name: str, rmvpe, wave_16k: torch.Tensor, expected: torch.Tensor,
+              excluded: torch.Tensor) -> None:
+    """F0 on the frames the fixture did not exclude as ill-conditioned (seeded RMVPE weights saturate its GRU).
+
+    The fixture applied its rule on the machine that made it; CPU kernels differ by ISA, so a frame can be
+    ill-conditioned here and not there. A frame out of tolerance must then be ill-conditioned here by the same
+    rule, and there it is checked in float64, which agrees on both machines.
+    """
+    mel = rmvpe.mel(wave_16k)
+    salience = rmvpe.salience(mel).numpy()
+    f0 = torch.from_numpy(salience_to_f0(salience, F0_THRESHOLD))
+    atol, rtol = tolerance(case, name)
+    off = ((f0 - expected).abs() > atol + rtol * expected.abs()) & ~excluded
+    if off.any():
+        salience64 = _salience_float64(rmvpe, mel)
+        top2 = np.sort(salience, axis=-1)[:, -2:]
+        unstable = torch.from_numpy((np.abs(salience - salience64).max(-1) > ILL_CONDITIONED)
+                                    | (top2[:, 1] - top2[:, 0] < ILL_CONDITIONED))
+        stable_but_off = (off & ~unstable).nonzero().flatten().tolist()
+        assert not stable_but_off, f"{case['id']}:{name}: frames {stable_but_off} are well-conditioned and out of tolerance"
+        f0_64 = torch.from_numpy(salience_to_f0(salience64, F0_THRESHOLD))
+        check(case, name, f0_64, expected, mask=off)
+    check(case, name, f0, expected, mask=~excluded & ~off)
 
 
 def _check_case(case, parts, engine, settings, inputs, frontend, io) -> None:

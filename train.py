@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     except SaveError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted; run the same command to continue from the newest checkpoint", file=sys.stderr)
+        return 130
     if summary.exported:
         print(f"done: step {summary.step}, epoch {summary.epoch}; model {summary.exported}")
     return 0

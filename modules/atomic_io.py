@@ -15,11 +15,15 @@ from typing import BinaryIO, Callable
 TEMP_SUFFIX = ".tmp"
 
 
-def _file_mode() -> int:
-    # mkstemp creates 0600; a replaced file should get the usual permissions (0666 less the umask).
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+# mkstemp creates 0600; a replaced file gets the usual permissions (0666 less the umask, read once at import:
+# os.umask is process-wide, so reading it on every write would race with other threads).
+FILE_MODE = 0o666 & ~_umask()
 
 
 def fsync_directory(directory: str | Path) -> None:
@@ -48,7 +52,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None],
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _file_mode())
+        os.chmod(tmp, FILE_MODE)
         if before_commit is not None:
             before_commit()
         os.replace(tmp, path)

@@ -153,6 +153,7 @@ class RunSelection:
     state: dict                     # the checkpoint, already read (so it is read once)
     config: Path | None             # the config saved in the run directory, if there is one
     skipped: list[str] = field(default_factory=list)  # unreadable newer files, with the reason
+    skipped_paths: list[Path] = field(default_factory=list)  # the same files
 
 
 def select_run_checkpoint(run_dir: str | Path, *, prefer_final: bool = True) -> RunSelection:
@@ -171,18 +172,20 @@ def select_run_checkpoint(run_dir: str | Path, *, prefer_final: bool = True) -> 
     final = run_dir / FINAL_CHECKPOINT_NAME
     if prefer_final and final.exists():
         candidates.insert(0, final)
-    skipped = []
+    skipped, skipped_paths = [], []
     for path in candidates:
         try:
             state = read_checkpoint(path)
         except CheckpointError as e:
             log.warning("skipping unreadable checkpoint %s", e)
             skipped.append(str(e))
+            skipped_paths.append(path)
             continue
         configs = sorted(list(run_dir.glob("*.yml")) + list(run_dir.glob("*.yaml")), key=lambda p: p.stat().st_mtime)
         config = configs[-1] if configs else None
         log.info("run %s: using checkpoint %s%s", run_dir, path.name, f" with config {config.name}" if config else "")
-        return RunSelection(checkpoint=path, state=state, config=config, skipped=skipped)
+        return RunSelection(checkpoint=path, state=state, config=config, skipped=skipped,
+                            skipped_paths=skipped_paths)
     detail = "".join(f"\n  {s}" for s in skipped)
     raise CheckpointError(f"{run_dir}: no usable checkpoint (looked for {FINAL_CHECKPOINT_NAME} and "
                           f"{TRAINING_CHECKPOINT_GLOB}){detail}")

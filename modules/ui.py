@@ -16,7 +16,6 @@ import argparse
 import io
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -32,7 +31,7 @@ import soundfile as sf
 import torch
 
 from modules.audio import AudioError, audio_duration
-from modules.checkpoint import CheckpointError, training_checkpoints
+from modules.checkpoint import FINAL_CHECKPOINT_NAME, CheckpointError, training_checkpoints
 from modules.config import ConfigError, load_config
 from modules.hub import AssetUnavailableError
 from modules.pipeline import (
@@ -82,7 +81,7 @@ class ModelRegistry:
             log_dir = Path(load_config(config).get("log_dir") or DEFAULT_LOG_DIR)
         if log_dir.is_dir():
             for run in sorted(p for p in log_dir.iterdir() if p.is_dir()):
-                if (run / "ft_model.pth").exists() or training_checkpoints(run):
+                if (run / FINAL_CHECKPOINT_NAME).exists() or training_checkpoints(run):
                     self.recipes[f"run:{run.name}"] = {"run_dir": str(run), **common}
         self.f0_extractor = args.f0_extractor
         self.keep = keep
@@ -180,7 +179,6 @@ class Engine:
         sf.write(path, wave, sample_rate, subtype="PCM_16")
         return path
 
-
     def prune(self, max_age_s: float = OUTPUT_MAX_AGE_S) -> None:
         """Drop results older than max_age_s: Gradio has copied them into its own cache by then."""
         cutoff = time.time() - max_age_s
@@ -264,6 +262,7 @@ def build_demo(registry: ModelRegistry, kind: AppKind, output_dir: Path, concurr
                 raise ConversionError("no source files: upload one or more files to convert")
             settings, f0_extractor = settings_from(steps, length_adjust, cfg_rate, extra)
             engine.check(sources[0], reference, model, f0_extractor, settings)  # whole-batch problems stop it
+            registry.get(model, f0_extractor).load(reference, "reference")      # so does a bad reference, once
         except USER_ERRORS as e:
             raise user_error(e) from None
         outputs, rows = [], []
@@ -276,8 +275,6 @@ def build_demo(registry: ModelRegistry, kind: AppKind, output_dir: Path, concurr
                 outputs.append(engine.write(np.concatenate(list(stream)), sample_rate, f"vc_{Path(name).stem}"))
                 rows.append([name, "ok", Path(outputs[-1]).name])
             except USER_ERRORS as e:
-                if re.match(r"(cannot decode )?reference\b", str(e)):
-                    raise user_error(e) from None    # a bad reference sinks every file: say so once
                 rows.append([name, f"failed: {e}", ""])  # one bad source does not sink the batch
         return outputs, rows
 

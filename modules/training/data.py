@@ -11,6 +11,7 @@ import logging
 import os
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,7 @@ class EpochSchedule:
         self.global_batch = batch_size * world_size
         self.batches_per_epoch = max(n_items, self.global_batch) // self.global_batch
 
+    @lru_cache(maxsize=2)   # noqa: B019 (a handful of schedules live as long as the run)
     def order(self, epoch: int) -> list[int]:
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(self.n_items).tolist()

@@ -18,8 +18,8 @@ class MetricsLog:
     def __init__(self, path: Path, resumed_step: int):
         self.path = path
         if path.exists():
-            kept = [line for line in path.read_text().splitlines() if _step(line) is not None
-                    and _step(line) <= resumed_step]
+            kept = [line for line in path.read_text().splitlines()
+                    if (step := _step(line)) is not None and step <= resumed_step]
             atomic_write(path, lambda f: f.write("".join(line + "\n" for line in kept).encode()))
         self._file = path.open("a")
 

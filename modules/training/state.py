@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from modules.atomic_io import atomic_write, fsync_directory
-from modules.checkpoint import (FINAL_CHECKPOINT_NAME, CheckpointError, checkpoint_step, read_checkpoint,
-                                select_run_checkpoint, training_checkpoints)
+from modules.checkpoint import (FINAL_CHECKPOINT_NAME, CheckpointError, read_checkpoint, select_run_checkpoint,
+                                training_checkpoints)
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +131,11 @@ def find_resume_point(run_dir: Path) -> ResumePoint | None:
     except CheckpointError as e:
         raise CheckpointError(f"{e}\nEvery checkpoint of this run is unreadable. Move them away to start over, "
                               f"or use another --run-name.") from None
-    chosen = checkpoint_step(selection.checkpoint)
-    for path in training_checkpoints(run_dir):
-        if checkpoint_step(path) > chosen or (checkpoint_step(path) == chosen and path != selection.checkpoint):
-            aside = path.with_name(path.name + CORRUPT_SUFFIX)
-            path.replace(aside)
-            log.warning("unreadable checkpoint %s renamed to %s; resuming from %s", path.name, aside.name,
-                        selection.checkpoint.name)
+    for path in selection.skipped_paths:
+        aside = path.with_name(path.name + CORRUPT_SUFFIX)
+        path.replace(aside)
+        log.warning("unreadable checkpoint %s renamed to %s; resuming from %s", path.name, aside.name,
+                    selection.checkpoint.name)
     return ResumePoint(selection.checkpoint, selection.state)
 
 

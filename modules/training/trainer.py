@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from modules import hub
 from modules.atomic_io import atomic_write, remove_stale_temporaries
-from modules.checkpoint import FINAL_CHECKPOINT_NAME, CheckpointError, load_model_weights, read_checkpoint
+from modules.checkpoint import FINAL_CHECKPOINT_NAME, load_model_weights, read_checkpoint
 from modules.config import ConfigError, MelParams, load_config
 from modules.model import build_model
 from modules.pipeline import DEFAULT_LOG_DIR, build_frontends, pick_device
@@ -172,8 +172,7 @@ class Trainer:
             log.info("fine-tuning from %s", pretrained)
         model = model.to(self.device)
 
-        finished = step >= opts.max_steps or position.epoch >= opts.max_epochs
-        if finished:
+        if self._finished(step, position):
             log.info("run already complete at step %d (epoch %d); exporting only", step, position.epoch)
             exported = self._export(model) if self.is_main else None
             return TrainingSummary(self.run_dir, step, position.epoch, exported, resumed_from, 0)
@@ -193,22 +192,7 @@ class Trainer:
                                               weight_decay=WEIGHT_DECAY) for part in PARTS}
         schedulers = {part: torch.optim.lr_scheduler.ExponentialLR(optimizers[part], gamma=LR_GAMMA) for part in PARTS}
         scaler = torch.amp.GradScaler("cuda") if opts.mixed_precision == "fp16" else None
-        loss_avg = None
-        if state is not None:
-            for part, sd in state["optimizer"]:
-                optimizers[part].load_state_dict(sd)
-            for part, sd in state["scheduler"]:
-                schedulers[part].load_state_dict(sd)
-            if scaler is not None and state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            loss_avg = state.get("loss_avg")
-            rng = state.get("rng") or []
-            if len(rng) == self.world_size:
-                restore_rng(rng[self.rank])
-            else:
-                log.warning("the checkpoint was written by %d process(es), this run has %d: random draws will "
-                            "differ from an uninterrupted run", len(rng), self.world_size)
-                _seed_everything(seed + self.rank + 7919 * step)
+        loss_avg = self._restore(state, optimizers, schedulers, scaler, seed, step) if state is not None else None
         del state  # free the checkpoint's copy of the weights
 
         loss_module = FlowMatchingLoss(model.cfm, model.length_regulator).train()
@@ -221,7 +205,7 @@ class Trainer:
                    disable=not (self.is_main and opts.show_progress), dynamic_ncols=True)
         started = time.perf_counter()
         try:
-            while step < opts.max_steps and position.epoch < opts.max_epochs:
+            while not self._finished(step, position):
                 batch = next(batches)
                 batch.waves, batch.mels = batch.waves.to(self.device), batch.mels.to(self.device)
                 batch.mel_lengths = batch.mel_lengths.to(self.device)
@@ -229,19 +213,7 @@ class Trainer:
                 prompt_lengths = draw_prompt_lengths(batch.mel_lengths)
                 with autocast:
                     loss = trainable(batch.mels, batch.mel_lengths, prompt_lengths, features)
-                for opt in optimizers.values():
-                    opt.zero_grad(set_to_none=True)
-                (scaler.scale(loss) if scaler else loss).backward()
-                norms = {}
-                for part, opt in optimizers.items():
-                    if scaler:
-                        scaler.unscale_(opt)
-                    norms[part] = float(torch.nn.utils.clip_grad_norm_(getattr(model, part).parameters(), GRAD_CLIP))
-                for part, opt in optimizers.items():
-                    scaler.step(opt) if scaler else opt.step()
-                    schedulers[part].step()
-                if scaler:
-                    scaler.update()
+                norms = _optimize(loss, model, optimizers, schedulers, scaler)
 
                 epoch_of_step = position.epoch
                 step += 1
@@ -256,8 +228,7 @@ class Trainer:
                                     "seconds": round(time.perf_counter() - started, 3)})
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.4f}", avg=f"{loss_avg:.4f}", lr=f"{lr:.3e}", epoch=epoch_of_step)
-                done = step >= opts.max_steps or position.epoch >= opts.max_epochs
-                if step % opts.save_every == 0 or done:
+                if step % opts.save_every == 0 or self._finished(step, position):
                     self._save(model, optimizers, schedulers, scaler, step, epoch_of_step, position, seed, loss_avg)
         finally:
             bar.close()
@@ -266,6 +237,26 @@ class Trainer:
         exported = self._export(model) if self.is_main else None
         self.accelerator.wait_for_everyone()
         return TrainingSummary(self.run_dir, step, position.epoch, exported, resumed_from, skipped)
+
+    def _finished(self, step: int, position: DataPosition) -> bool:
+        return step >= self.options.max_steps or position.epoch >= self.options.max_epochs
+
+    def _restore(self, state: dict, optimizers: dict, schedulers: dict, scaler, seed: int, step: int) -> float | None:
+        """Optimizer, scheduler, scaler and this process's RNG from a checkpoint; returns the loss average."""
+        for part, sd in state["optimizer"]:
+            optimizers[part].load_state_dict(sd)
+        for part, sd in state["scheduler"]:
+            schedulers[part].load_state_dict(sd)
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        rng = state.get("rng") or []
+        if len(rng) == self.world_size:
+            restore_rng(rng[self.rank])
+        else:
+            log.warning("the checkpoint was written by %d process(es), this run has %d: random draws will "
+                        "differ from an uninterrupted run", len(rng), self.world_size)
+            _seed_everything(seed + self.rank + 7919 * step)
+        return state.get("loss_avg")
 
     def _batches(self, files: list[Path], schedule: EpochSchedule, position: DataPosition) -> Iterator:
         dataset = ClipDataset(files, self.mel_params)
@@ -308,6 +299,25 @@ class Trainer:
         return path
 
 
+def _optimize(loss: torch.Tensor, model, optimizers: dict, schedulers: dict, scaler) -> dict[str, float]:
+    """Backward, clip each part's gradients at GRAD_CLIP on its own, step its optimizer and scheduler.
+    Returns the gradient norms before clipping."""
+    for opt in optimizers.values():
+        opt.zero_grad(set_to_none=True)
+    (scaler.scale(loss) if scaler else loss).backward()
+    norms = {}
+    for part, opt in optimizers.items():
+        if scaler:
+            scaler.unscale_(opt)
+        norms[part] = float(torch.nn.utils.clip_grad_norm_(getattr(model, part).parameters(), GRAD_CLIP))
+    for part, opt in optimizers.items():
+        scaler.step(opt) if scaler else opt.step()
+        schedulers[part].step()
+    if scaler:
+        scaler.update()
+    return norms
+
+
 def _check_options(o: TrainingOptions) -> None:
     for name in ("batch_size", "max_steps", "max_epochs", "save_every", "keep_checkpoints"):
         if getattr(o, name) < 1:
@@ -334,5 +344,3 @@ def _test_delay():
     seconds = float(os.environ.get(SAVE_DELAY_ENV) or 0)
     return (lambda: time.sleep(seconds)) if seconds > 0 else None
 
-
-__all__ = ["Trainer", "TrainingOptions", "TrainingSummary", "ResumeRefused", "CheckpointError"]

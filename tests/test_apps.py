@@ -227,6 +227,15 @@ def test_batch_keeps_going_past_a_bad_file(svc, tmp_path):
     check_wave(files[0], SVC_SAMPLE_RATE, seconds(SOURCE))
 
 
+def test_batch_with_a_bad_reference_says_so_once(svc, tmp_path):
+    from gradio_client.exceptions import AppError
+    short = tmp_path / "short_reference.wav"
+    sf.write(str(short), sf.read(str(REFERENCE), dtype="float32")[0][:12000], 24000)
+    with pytest.raises(AppError, match="reference file .*short_reference.wav is 0.50 s long"):
+        svc.predict([handle_file(str(SOURCE)), handle_file(str(AUDIO / "s3p1.wav"))], handle_file(str(short)),
+                    *svc_args()[2:], api_name="/batch_convert")
+
+
 # ------------------------------------------------------------------------------------------------ bad input
 
 def bad_inputs(tmp_path: Path) -> list[tuple[str, tuple, str]]:

@@ -33,7 +33,7 @@ ENV = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", CUDA_VISIBLE_DE
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    """tiny_speech.yml (log_dir ./runs) and data/: 6 usable clips of 1.1-1.9 s and 3 bad files."""
+    """tiny_speech.yml (log_dir ./runs) and data/: 6 usable clips of 1.1-1.9 s and 5 bad files."""
     work = tmp_path_factory.mktemp("train")
     write_tiny_config(work, "speech", log_dir=Path("runs"))
     data = work / "data"
@@ -45,6 +45,8 @@ def workdir(tmp_path_factory) -> Path:
     sf.write(data / "too_short.wav", np.full(8000, 0.1, np.float32), 16000)
     sf.write(data / "silent.wav", np.zeros(32000, np.float32), 16000)
     (data / "broken.ogg").write_bytes(b"OggS" + b"\0" * 40)
+    (data / "not_audio.mp3").write_text("a text file with an audio name\n" * 20)
+    sf.write(data / "too_long.wav", np.full(16000 * 31, 0.1, np.float32), 16000)
     return work
 
 
@@ -115,9 +117,10 @@ def test_fresh_run_layout_and_bad_files_are_reported(reference):
 def test_bad_files_are_skipped_with_a_summary(reference_run):
     log = reference_run[1]
     for name, reason in (("too_short.wav", "it must be at least 1 s"), ("silent.wav", "is silent"),
-                         ("broken.ogg", "broken.ogg")):
+                         ("too_long.wav", "the limit is 30 s"), ("broken.ogg", "broken.ogg"),
+                         ("not_audio.mp3", "not_audio.mp3")):
         assert any(name in line and reason in line for line in log.splitlines() if "WARNING" in line), name
-    assert "6 usable clips (0.1 min); skipped 3: 1 unreadable, 1 silent, 1 too short" in log
+    assert "6 usable clips (0.1 min); skipped 5: 2 unreadable, 1 silent, 1 too long, 1 too short" in log
 
 
 def test_sigkill_at_random_moments_then_resume_is_bit_exact(workdir, reference):
@@ -303,3 +306,16 @@ def test_atomic_write_failure_leaves_the_old_file(tmp_path):
     with pytest.raises(OSError):
         atomic_write(target, fail)
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_bad_checkpoint_arguments_fail_with_the_file_named(workdir, tmp_path):
+    not_a_checkpoint = tmp_path / "notes.pth"
+    not_a_checkpoint.write_text("not a checkpoint")
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "--export", str(not_a_checkpoint)], env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and f"{not_a_checkpoint}: not a readable checkpoint" in proc.stderr
+    assert not (tmp_path / "ft_model.pth").exists()
+    missing = tmp_path / "missing.pth"
+    proc = train(workdir, "bad_pretrained", "--pretrained-ckpt", missing)
+    assert proc.returncode == 2 and str(missing) in proc.stderr
+    assert not list((workdir / "runs" / "bad_pretrained").glob("*.pth"))

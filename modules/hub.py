@@ -105,6 +105,8 @@ def _endpoint() -> str:
 
 
 def _how_to_go_local(asset: Asset) -> str:
+    if asset.key.startswith("--"):  # a command-line setting only, no config key
+        return f"To use a copy you already have, pass {asset.key} {asset.local}."
     flag = f"pass {asset.flag} {asset.local} or " if asset.flag else ""
     return f"To use a copy you already have, {flag}set `{asset.key}: {asset.local}` in the config."
 
@@ -258,14 +260,20 @@ def resolve_vocoder(cfg: Mapping[str, Any], *, cache_dir: str | Path = CHECKPOIN
 
 
 def resolve_content_encoder(cfg: Mapping[str, Any], *, cache_dir: str | Path = CHECKPOINTS_DIR) -> Path:
-    """A local transformers model directory for `model_params.speech_tokenizer.name`: the given directory, or the
-    hub snapshot in `cache_dir` holding config.json, preprocessor_config.json and the weights (safetensors
-    preferred, else pytorch_model.bin). Load it with `from_pretrained(path)`; no further network access."""
+    """A local transformers model directory for `model_params.speech_tokenizer.name` (see resolve_transformers_dir)."""
     kind = get(cfg, "model_params.speech_tokenizer.type")
     name = get(cfg, "model_params.speech_tokenizer.name") or CONTENT_ENCODERS.get(kind)
     key = "model_params.speech_tokenizer.name"
     if not name:
         raise ConfigError(f"{key} is required for a content encoder of type {kind!r}")
+    return resolve_transformers_dir(name, key, cache_dir=cache_dir)
+
+
+def resolve_transformers_dir(name: str, key: str, *, cache_dir: str | Path = CHECKPOINTS_DIR) -> Path:
+    """A local transformers model directory: `name` itself when it is one, else the hub snapshot of the model id
+    `name` in `cache_dir` holding config.json, preprocessor_config.json and the weights (safetensors preferred,
+    else pytorch_model.bin). Load it with `from_pretrained(path)`; no further network access. `key` is the
+    setting (config key or flag) that takes a local directory instead, for the error message."""
     local = Path(name).expanduser()
     if local.is_dir():
         return local

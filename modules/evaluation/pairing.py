@@ -1,0 +1,106 @@
+"""Which files are compared: settings grids, transcripts (index.tsv) and converted files found by name.
+
+Converted files are found through the naming function of the tool that wrote them (inference.py's
+`output_name(source, reference, settings)`), passed in by the caller, so the names are never parsed back.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from modules.pipeline import ConversionSettings
+
+NameFor = Callable[[Path, Path, ConversionSettings], str]
+SOURCE_BASELINE = "source (unconverted)"   # the "Ground Truth" row of the original's table
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing to score: a converted clip (a file, or a wave with its sample rate) with its source and reference."""
+    setting: str
+    source: Path
+    reference: Path
+    converted: Path | tuple[np.ndarray, int] | None     # None: the source itself is scored (baseline row)
+    transcript: str | None = None
+    settings: ConversionSettings = ConversionSettings()
+
+    @property
+    def converted_name(self) -> str:
+        if self.converted is None:
+            return ""
+        return str(self.converted) if isinstance(self.converted, Path) else "(in memory)"
+
+
+def setting_label(settings: ConversionSettings, varying: Sequence[str] = ()) -> str:
+    """Short label of a grid point; `varying` names the fields that differ across the grid (all when empty)."""
+    parts = {"diffusion_steps": f"steps={settings.diffusion_steps}", "inference_cfg_rate": f"cfg={settings.inference_cfg_rate}",
+             "length_adjust": f"len={settings.length_adjust}", "semitone_shift": f"shift={settings.semitone_shift}"}
+    chosen = [parts[k] for k in parts if not varying or k in varying]
+    return " ".join(chosen) or parts["diffusion_steps"]
+
+
+def settings_grid(diffusion_steps: Sequence[int], inference_cfg_rate: Sequence[float],
+                  length_adjust: Sequence[float] = (1.0,), semitone_shift: Sequence[int] = (0,),
+                  auto_f0_adjust: bool = False, seed: int | None = None) -> dict[str, ConversionSettings]:
+    """Every combination, validated, by label (labels name only the fields with more than one value)."""
+    axes = {"diffusion_steps": list(dict.fromkeys(diffusion_steps)),
+            "inference_cfg_rate": list(dict.fromkeys(inference_cfg_rate)),
+            "length_adjust": list(dict.fromkeys(length_adjust)), "semitone_shift": list(dict.fromkeys(semitone_shift))}
+    if any(not values for values in axes.values()):
+        raise ValueError("every setting of the grid needs at least one value")
+    varying = [k for k, values in axes.items() if len(values) > 1]
+    grid = {}
+    for values in itertools.product(*axes.values()):
+        settings = ConversionSettings(**dict(zip(axes, values)), auto_f0_adjust=auto_f0_adjust, seed=seed).validate()
+        grid[setting_label(settings, varying)] = settings
+    return grid
+
+
+def read_transcripts(path: str | Path) -> dict[str, str]:
+    """index.tsv as in the original's eval.py: one `id<TAB>transcript` per line; id is the source's file name
+    without extension. Blank lines are skipped; any other malformed line is an error naming the line."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"transcripts file {path} cannot be read: {e}") from e
+    transcripts: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        key, tab, text = line.partition("\t")
+        if not tab or not key.strip():
+            raise ValueError(f"transcripts file {path}, line {number}: expected 'id<TAB>transcript', got {line!r}")
+        if key.strip() in transcripts:
+            raise ValueError(f"transcripts file {path}, line {number}: id {key.strip()!r} appears twice")
+        transcripts[key.strip()] = text.strip()
+    return transcripts
+
+
+def transcript_key(source: Path) -> str:
+    return source.name.split(".")[0]
+
+
+def build_items(sources: Sequence[Path], references: Sequence[Path], grid: dict[str, ConversionSettings],
+                converted: Callable[[Path, Path, str, ConversionSettings], Path | tuple[np.ndarray, int] | None],
+                transcripts: dict[str, str] | None = None, baseline: bool = True) -> list[Item]:
+    """Items for every setting x source x reference; `converted(source, reference, label, settings)` says where
+    each converted clip is. With `baseline`, one unconverted row per source x reference comes first."""
+    transcripts = transcripts or {}
+    items = []
+    pairs = [(s, r) for s in sources for r in references]
+    if baseline:
+        items += [Item(SOURCE_BASELINE, s, r, None, transcripts.get(transcript_key(s))) for s, r in pairs]
+    for label, settings in grid.items():
+        items += [Item(label, s, r, converted(s, r, label, settings), transcripts.get(transcript_key(s)), settings)
+                  for s, r in pairs]
+    return items
+
+
+def in_folder(folder: Path, name_for: NameFor) -> Callable[[Path, Path, str, ConversionSettings], Path]:
+    """`converted` for build_items: the file the converter's naming gives, in `folder`."""
+    return lambda source, reference, label, settings: Path(folder) / name_for(source, reference, settings)

@@ -15,7 +15,7 @@ from modules.evaluation.intelligibility import error_rates, normalise_text
 from modules.evaluation.pitch import F0Metrics
 
 REAL_AUDIO = PARITY_DIR / "audio"
-REAL_CLIPS = ("s1p1", "s1p2", "s2p1", "s2p2", "s3p1", "s4p1", "source_s1")
+REAL_CLIPS = ("s1p1", "s1p2", "s2p1", "s3p1", "s4p1")
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def evaluator():
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory):
     folder = tmp_path_factory.mktemp("speech")
-    return {name: speech_16k(name, folder) for name in SENTENCES}
+    return {name: speech_16k(name, folder) for name in ("meeting", "walk")}
 
 
 def real_clips() -> list:
@@ -43,7 +43,7 @@ def test_secs_ranks_same_speaker_above_different_speakers(evaluator):
     secs = evaluator.model("secs")
     halves = {}
     for path in real_clips():
-        wave = load_audio(path, 16000)
+        wave = load_audio(path, 16000)[: 16000 * 8]
         halves[path.stem] = (secs.embed(wave[: wave.size // 2]), secs.embed(wave[wave.size // 2:]))
     same = [secs.similarity(a, b) for a, b in halves.values()]
     different = [secs.similarity(halves[x][0], halves[y][1]) for x in halves for y in halves if x != y]
@@ -57,9 +57,11 @@ def test_secs_equals_resemblyzers_own_embed_utterance(evaluator):
     reference, converted = real_clips()[0], real_clips()[3]
     expected = float(np.inner(own.embed_utterance(preprocess_wav(reference)),
                               own.embed_utterance(preprocess_wav(converted))))
-    row = evaluator.score(Item("x", reference, reference, converted))
+    secs_only = evaluator.with_metrics(["secs"])
+    row = secs_only.score(Item("x", reference, reference, converted))
+    assert set(row) == {"setting", "source", "reference", "converted", "secs"}
     assert row["secs"] == pytest.approx(expected, abs=1e-5)
-    assert evaluator.score(Item("x", reference, reference, reference))["secs"] == pytest.approx(1.0, abs=1e-5)
+    assert secs_only.score(Item("x", reference, reference, reference))["secs"] == pytest.approx(1.0, abs=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------ WER / CER
@@ -84,9 +86,10 @@ def test_wer_is_low_on_clean_speech_and_rises_with_noise(evaluator, speech):
 def test_wer_against_the_source_asr_when_there_is_no_transcript(evaluator, speech, tmp_path):
     sf.write(tmp_path / "src.wav", speech["meeting"], 16000)
     sf.write(tmp_path / "noisy.wav", with_noise(speech["meeting"], -5), 16000)
-    clean = evaluator.score(Item("x", tmp_path / "src.wav", tmp_path / "src.wav", tmp_path / "src.wav"))
+    wer_only, cache = evaluator.with_metrics(["wer"]), {}
+    clean = wer_only.score(Item("x", tmp_path / "src.wav", tmp_path / "src.wav", tmp_path / "src.wav"), cache)
     assert clean["wer"] == 0.0 and clean["asr_reference"] == "ASR of the source"
-    noisy = evaluator.score(Item("x", tmp_path / "src.wav", tmp_path / "src.wav", tmp_path / "noisy.wav"))
+    noisy = wer_only.score(Item("x", tmp_path / "src.wav", tmp_path / "src.wav", tmp_path / "noisy.wav"), cache)
     assert noisy["wer"] > 0.2
 
 
@@ -95,7 +98,7 @@ def test_wer_against_the_source_asr_when_there_is_no_transcript(evaluator, speec
 def test_dnsmos_clean_above_noisy_and_equal_to_speechmos(evaluator, speech):
     from speechmos import dnsmos as speechmos_dnsmos
     model = evaluator.model("dnsmos")
-    clean = speech["stella"]
+    clean = speech["meeting"]
     noisy = np.clip(with_noise(clean, 5), -1, 1).astype(np.float32)
     ours = {name: model.score(wave) for name, wave in (("clean", clean), ("noisy", noisy))}
     assert ours["clean"]["ovrl"] > ours["noisy"]["ovrl"] + 0.5 and ours["clean"]["bak"] > ours["noisy"]["bak"]

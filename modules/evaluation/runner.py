@@ -59,6 +59,13 @@ class Evaluator:
         self.f0_extractor, self.f0_weights, self.wavlm_repo = f0_extractor, f0_weights, wavlm_repo
         self._models: dict[str, object] = {}
 
+    def with_metrics(self, metrics: Sequence[str]) -> "Evaluator":
+        """An evaluator for other metrics that shares this one's loaded models."""
+        other = Evaluator(metrics, device=self.device, f0_extractor=self.f0_extractor, f0_weights=self.f0_weights,
+                          wavlm_repo=self.wavlm_repo)
+        other._models = self._models
+        return other
+
     def model(self, name: str):
         """The model behind a metric, loaded on first use."""
         if name not in self._models:

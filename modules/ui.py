@@ -6,6 +6,7 @@ Public endpoints (stable names, every setting an argument, no hidden UI state):
                                                                   then (None, None, full WAV) once done
   /batch_convert   [sources], reference, model, settings...    -> [WAV per source], per-file status table
   /model_info      (nothing)                                   -> JSON: loaded model, sample rate, device, choices
+  /evaluate        [sources], reference, model, setting grids... -> table, plot, CSV, JSON (modules/evaluation/app.py)
 The singing app adds auto F0 adjust, pitch shift and F0 extractor after the CFG rate; both end with the seed.
 Models are picked by label among those the server was started with or found in its run directories; no
 endpoint takes a filesystem path. Every GPU event shares one worker pool (concurrency_id="gpu").
@@ -33,6 +34,7 @@ import torch
 from modules.audio import AudioError, audio_duration
 from modules.checkpoint import FINAL_CHECKPOINT_NAME, CheckpointError, training_checkpoints
 from modules.config import ConfigError, load_config
+from modules.evaluation.app import evaluate_tab
 from modules.hub import AssetUnavailableError
 from modules.pipeline import (
     DEFAULT_LOG_DIR,
@@ -336,6 +338,7 @@ def build_demo(registry: ModelRegistry, kind: AppKind, output_dir: Path, concurr
             batch_status = gr.Dataframe(headers=["source", "status", "output"], label="Status", interactive=False)
             batch_go.click(batch_convert, [batch_sources, batch_reference, *settings], [batch_files, batch_status],
                            api_name="batch_convert", **gpu)
+        evaluate_tab(engine, kind, model, gpu)   # "Evaluate" tab, /evaluate (modules/evaluation/app.py)
         refresh.click(model_info, None, info_box, api_name="model_info")
         demo.load(model_info, None, info_box, api_visibility="private")
     return demo

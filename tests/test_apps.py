@@ -131,7 +131,8 @@ def concatenated(tmp_path: Path, name: str, total_seconds: float) -> Path:
 
 def test_api_lists_exactly_the_named_endpoints(svc, servers):
     named = svc.view_api(print_info=False, return_format="dict")
-    assert sorted(named["named_endpoints"]) == ["/batch_convert", "/convert", "/convert_stream", "/model_info"]
+    assert sorted(named["named_endpoints"]) == ["/batch_convert", "/convert", "/convert_stream", "/evaluate",
+                                                "/model_info"]
     assert not named["unnamed_endpoints"]
     speech = Client(servers["vc"].url, verbose=False).view_api(print_info=False, return_format="dict")
     params = [p["label"] for p in speech["named_endpoints"]["/convert"]["parameters"]]
@@ -399,3 +400,35 @@ def test_readme_front_matter_describes_the_space():
     gradio_pin = next(Requirement(line) for line in (ROOT / "requirements.txt").read_text().splitlines()
                       if line.startswith("gradio"))
     assert gradio_pin.specifier.contains(meta["sdk_version"]), (meta["sdk_version"], str(gradio_pin))
+
+
+# ------------------------------------------------------------------------------------------------ /evaluate
+
+def test_evaluate_compares_settings_over_the_api(servers, tmp_path):
+    from evaluation_audio import SENTENCES, speak
+    vc = Client(servers["vc"].url, verbose=False)
+    sources = [speak(SENTENCES[name], tmp_path / f"{name}.wav") for name in ("meeting", "walk")]
+    table, plot, csv_path, json_path = vc.predict(
+        [handle_file(str(s)) for s in sources], handle_file(str(REFERENCE)), "default", "1, 2", 1.0, "0.7", 0,
+        f"meeting\t{SENTENCES['meeting']}", ["secs", "wer"], api_name="/evaluate")
+    assert table["headers"] == ["setting", "n", "SECS", "WER %", "CER %"]
+    assert [row[:2] for row in table["data"]] == [["source (unconverted)", "2"], ["steps=1", "2"], ["steps=2", "2"]]
+    assert Path(plot).read_bytes()[:4] == b"\x89PNG"
+    assert len(Path(csv_path).read_text().splitlines()) == 1 + 6
+    import json
+    summary = json.loads(Path(json_path).read_text())
+    assert {card["metric"] for card in summary["metrics"]} == {"SECS", "WER/CER"}
+    assert summary["summary"]["source (unconverted)"]["wer"]["n"] == 1   # only "meeting" has a transcript
+
+
+def test_evaluate_bounds_the_work_per_call(servers, svc):
+    vc = Client(servers["vc"].url, verbose=False)
+    source, reference = handle_file(str(SOURCE)), handle_file(str(REFERENCE))
+    with pytest.raises(Exception, match="at most 12"):
+        vc.predict([source] * 2, reference, "default", "1, 2, 3, 4, 5, 6, 7", 1.0, "0.7", 0, "", ["secs"],
+                   api_name="/evaluate")
+    with pytest.raises(Exception, match="at most 50"):
+        vc.predict([source], reference, "default", "200", 1.0, "0.7", 0, "", ["secs"], api_name="/evaluate")
+    params = [p["label"] for p in svc.view_api(print_info=False, return_format="dict")
+              ["named_endpoints"]["/evaluate"]["parameters"]]
+    assert "Pitch shift (semitones)" in params and "Auto F0 adjust" in params

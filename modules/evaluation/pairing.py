@@ -65,19 +65,25 @@ def read_transcripts(path: str | Path) -> dict[str, str]:
     without extension. Blank lines are skipped; any other malformed line is an error naming the line."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"transcripts file {path} cannot be read: {e}") from e
+    return parse_transcripts(text, f"transcripts file {path}")
+
+
+def parse_transcripts(text: str, origin: str = "transcripts", separators: str = "\t") -> dict[str, str]:
+    """`id<separator>transcript` lines -> {id: transcript}; the first of `separators` found on a line splits it."""
     transcripts: dict[str, str] = {}
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        key, tab, text = line.partition("\t")
-        if not tab or not key.strip():
-            raise ValueError(f"transcripts file {path}, line {number}: expected 'id<TAB>transcript', got {line!r}")
-        if key.strip() in transcripts:
-            raise ValueError(f"transcripts file {path}, line {number}: id {key.strip()!r} appears twice")
-        transcripts[key.strip()] = text.strip()
+        cut = min((i for i in (line.find(c) for c in separators) if i >= 0), default=-1)
+        key, text_part = (line[:cut].strip(), line[cut + 1:].strip()) if cut >= 0 else ("", "")
+        if not key:
+            raise ValueError(f"{origin}, line {number}: expected 'id<TAB>transcript', got {line!r}")
+        if key in transcripts:
+            raise ValueError(f"{origin}, line {number}: id {key!r} appears twice")
+        transcripts[key] = text_part
     return transcripts
 
 

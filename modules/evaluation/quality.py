@@ -33,6 +33,9 @@ class DNSMOS:
             providers.insert(0, "CUDAExecutionProvider")
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, torch.get_num_threads())
+        options.inter_op_num_threads = 1
+        # No busy-waiting between runs: spinning threads fight torch's own for the cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.p835 = ort.InferenceSession(str(folder / "sig_bak_ovr.onnx"), options, providers=providers)
         self.p808 = ort.InferenceSession(str(folder / "model_v8.onnx"), options, providers=providers)
         self.card = ModelCard("DNSMOS", "DNSMOS P.835 sig_bak_ovr.onnx + P.808 model_v8.onnx, non-personalised",

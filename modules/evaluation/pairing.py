@@ -55,7 +55,7 @@ def settings_grid(diffusion_steps: Sequence[int], inference_cfg_rate: Sequence[f
     varying = [k for k, values in axes.items() if len(values) > 1]
     grid = {}
     for values in itertools.product(*axes.values()):
-        settings = ConversionSettings(**dict(zip(axes, values)), auto_f0_adjust=auto_f0_adjust, seed=seed).validate()
+        settings = ConversionSettings(**dict(zip(axes, values, strict=True)), auto_f0_adjust=auto_f0_adjust, seed=seed).validate()
         grid[setting_label(settings, varying)] = settings
     return grid
 

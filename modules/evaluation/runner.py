@@ -139,7 +139,7 @@ class Evaluator:
         for name in ("secs", "secs_wavlm"):
             if name in self.metrics:
                 model = self.model(name)
-                ref_embedding = self._cached(cache, (name, str(item.reference)), lambda: model.embed(reference))
+                ref_embedding = self._cached(cache, (name, str(item.reference)), lambda m=model: m.embed(reference))
                 row[name] = model.similarity(ref_embedding, model.embed(converted))
         if "wer" in self.metrics and (item.transcript or not baseline):
             asr = self.model("wer")

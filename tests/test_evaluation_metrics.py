@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 from evaluation_audio import SENTENCES, speech_16k, with_noise
-from parity_kinds._common import PARITY_DIR
+from parity_kinds._common import PARITY_DIR, needs_fixture
 
 from modules.audio import load_audio
 from modules.evaluation import Evaluator, Item
@@ -30,13 +30,13 @@ def speech(tmp_path_factory):
 
 
 def real_clips() -> list:
-    if not all((REAL_AUDIO / f"{name}.wav").is_file() for name in REAL_CLIPS):
-        pytest.skip(f"real voice clips not found in {REAL_AUDIO} (set SEEDVC_PARITY_DIR to the parity fixtures)")
+    """Real voices from the parity fixture folder (the tests using them are skipped without it)."""
     return [REAL_AUDIO / f"{name}.wav" for name in REAL_CLIPS]
 
 
 # ------------------------------------------------------------------------------------------------ SECS
 
+@needs_fixture
 def test_secs_ranks_same_speaker_above_different_speakers(evaluator):
     """Same speaker: the two halves of one recording (different words). Different speakers: halves of two clips.
     (The fixture's names do not give speaker pairs: Resemblyzer scores s1p1-s1p2 at 0.65 but s1p2-s2p1 at 0.85.)"""
@@ -51,6 +51,7 @@ def test_secs_ranks_same_speaker_above_different_speakers(evaluator):
     assert np.mean(same) - np.mean(different) > 0.15
 
 
+@needs_fixture
 def test_secs_equals_resemblyzers_own_embed_utterance(evaluator):
     from resemblyzer import VoiceEncoder, preprocess_wav
     own = VoiceEncoder(device="cpu", verbose=False)

@@ -70,6 +70,8 @@ class EvaluationService:
         steps = parse_grid(steps_grid, "diffusion steps", int)
         if max(steps) > MAX_STEPS:
             raise ConversionError(f"diffusion steps {max(steps)}: at most {MAX_STEPS} in an evaluation")
+        if isinstance(length_adjust, bool) or not isinstance(length_adjust, (int, float)):
+            raise ConversionError(f"length adjust must be a number, got {length_adjust!r}")
         grid = settings_grid(steps, parse_grid(cfg_grid, "CFG rates", float), [float(length_adjust)],
                              [int(shift or 0)], bool(auto_f0), None if seed is None or seed < 0 else int(seed))
         if len(grid) * len(sources) > MAX_CONVERSIONS:

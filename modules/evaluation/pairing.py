@@ -46,7 +46,8 @@ def setting_label(settings: ConversionSettings, varying: Sequence[str] = ()) -> 
 def settings_grid(diffusion_steps: Sequence[int], inference_cfg_rate: Sequence[float],
                   length_adjust: Sequence[float] = (1.0,), semitone_shift: Sequence[int] = (0,),
                   auto_f0_adjust: bool = False, seed: int | None = None) -> dict[str, ConversionSettings]:
-    """Every combination, validated, by label (labels name only the fields with more than one value)."""
+    """Every combination, validated, by label. Labels name the fields with more than one value; a grid of one
+    point names all four, so the table says what was measured."""
     axes = {"diffusion_steps": list(dict.fromkeys(diffusion_steps)),
             "inference_cfg_rate": list(dict.fromkeys(inference_cfg_rate)),
             "length_adjust": list(dict.fromkeys(length_adjust)), "semitone_shift": list(dict.fromkeys(semitone_shift))}

@@ -110,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     for card in result.cards:
         print(f"  {card['metric']}: {card['model']} [{card['version']}]")
     print(f"\nwrote {outputs['csv']}, {outputs['json']}, {outputs['png']}")
+    notes = [row for row in result.rows if row.get("note")]
+    if notes:
+        print(f"\n{len(notes)} clip(s) without a value for some metric (left out of its mean; see the CSV's note):",
+              file=sys.stderr)
+        for row in notes:
+            print(f"  {row['setting']}: {row['converted'] or row['source']}: {row['note']}", file=sys.stderr)
     if result.failures:
         print(f"\n{len(result.failures)} item(s) skipped:", file=sys.stderr)
         for what, why in result.failures:

@@ -65,6 +65,16 @@ def test_secs_equals_resemblyzers_own_embed_utterance(evaluator):
     assert secs_only.score(Item("x", reference, reference, reference))["secs"] == pytest.approx(1.0, abs=1e-5)
 
 
+def test_secs_of_a_clip_without_speech_is_undefined_not_a_number(evaluator, speech, tmp_path):
+    """Resemblyzer trims a steady tone away entirely; its embedding of nothing is a constant (0.41 against any
+    reference was what random-weight conversions all scored before this was caught)."""
+    sf.write(tmp_path / "speech.wav", speech["meeting"], 16000)
+    sf.write(tmp_path / "tone.wav", 0.3 * np.sin(2 * np.pi * 100 * np.arange(48000) / 16000), 16000)
+    row = evaluator.with_metrics(["secs"]).score(Item("x", tmp_path / "speech.wav", tmp_path / "speech.wav",
+                                                      tmp_path / "tone.wav"))
+    assert np.isnan(row["secs"]) and "no speech" in row["note"] and "converted clip" in row["note"]
+
+
 # ------------------------------------------------------------------------------------------------ WER / CER
 
 def test_normalisation_is_the_originals():

@@ -64,7 +64,7 @@ def table_rows(summary: dict, columns: Sequence[str]) -> list[list[str]]:
 
 
 def write_csv(path: Path, result: EvaluationResult) -> Path:
-    fields = ["setting", "source", "reference", "converted", *result.columns, "asr_reference", "hypothesis"]
+    fields = ["setting", "source", "reference", "converted", *result.columns, "asr_reference", "hypothesis", "note"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from modules.audio import AudioError, load_audio
 from modules.evaluation.common import EVAL_RATE, MetricUnavailableError
 from modules.evaluation.pairing import SOURCE_BASELINE, Item
+from modules.evaluation.speaker import NoSpeechError
 from modules.pipeline import pick_device
 from modules.resample import resample
 
@@ -139,8 +140,14 @@ class Evaluator:
         for name in ("secs", "secs_wavlm"):
             if name in self.metrics:
                 model = self.model(name)
-                ref_embedding = self._cached(cache, (name, str(item.reference)), lambda m=model: m.embed(reference))
-                row[name] = model.similarity(ref_embedding, model.embed(converted))
+                try:
+                    ref_embedding = self._cached(cache, (name, str(item.reference)),
+                                                 lambda m=model: m.embed(reference))
+                    row[name] = model.similarity(ref_embedding, model.embed(converted))
+                except NoSpeechError as e:   # that metric is undefined for this clip; the others still count
+                    row[name] = float("nan")
+                    which = "reference" if (name, str(item.reference)) not in cache else "converted clip"
+                    row["note"] = f"{name}: {e} in the {which}"
         if "wer" in self.metrics and (item.transcript or not baseline):
             asr = self.model("wer")
             source_text = self._cached(cache, ("asr", str(item.source)), lambda: asr.transcribe(source))

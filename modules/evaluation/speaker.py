@@ -18,6 +18,10 @@ from modules.evaluation.common import EVAL_RATE, MetricUnavailableError, ModelCa
 WAVLM_REPO = "microsoft/wavlm-base-plus-sv"
 
 
+class NoSpeechError(ValueError):
+    """The speaker encoder found no speech in a clip, so its SECS is undefined."""
+
+
 class ResemblyzerSECS:
     name = "secs"
 
@@ -29,8 +33,12 @@ class ResemblyzerSECS:
                               f"{package_version('resemblyzer')}, bundled pretrained.pt")
 
     def embed(self, wave_16k: np.ndarray) -> np.ndarray:
-        """[N] float32 at 16 kHz -> [256] L2-normalised embedding."""
-        return self.encoder.embed_utterance(self._preprocess(np.asarray(wave_16k, dtype=np.float32)))
+        """[N] float32 at 16 kHz -> [256] L2-normalised embedding. Raises NoSpeechError when Resemblyzer's
+        voice-activity trimming leaves nothing: its embedding of nothing is a constant, not a voice."""
+        wave = self._preprocess(np.asarray(wave_16k, dtype=np.float32))
+        if wave.size == 0:
+            raise NoSpeechError("no speech left after Resemblyzer's silence trimming")
+        return self.encoder.embed_utterance(wave)
 
     @staticmethod
     def similarity(a: np.ndarray, b: np.ndarray) -> float:

@@ -12,10 +12,10 @@ from functools import lru_cache
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from modules.weight_norm import legacy_weight_norm
 
 from modules.length_regulator import sequence_mask
 from modules.wavenet import WaveNet
+from modules.weight_norm import legacy_weight_norm
 
 ROPE_BASE = 10000.0
 # Size of the persistent `input_pos` buffer in official checkpoints (arange of this length). It is kept for

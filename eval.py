@@ -22,8 +22,16 @@ from inference import collect_sources, output_name, str2bool, write_wav_atomical
 from modules.audio import AudioError
 from modules.checkpoint import CheckpointError
 from modules.config import ConfigError
-from modules.evaluation import (METRICS, Evaluator, MetricUnavailableError, build_items, in_folder, parse_metrics,
-                                read_transcripts, settings_grid)
+from modules.evaluation import (
+    METRICS,
+    Evaluator,
+    MetricUnavailableError,
+    build_items,
+    in_folder,
+    parse_metrics,
+    read_transcripts,
+    settings_grid,
+)
 from modules.evaluation.conversion import convert_all
 from modules.evaluation.report import write_outputs
 from modules.hub import AssetUnavailableError

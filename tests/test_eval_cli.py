@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from evaluation_audio import SENTENCES, speak
+
 from tiny import AUDIO, write_tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,8 +15,8 @@ REPO = "test-owner/wavlm-tiny-sv"
 
 @pytest.fixture
 def fake_hub(monkeypatch):
-    from http.server import ThreadingHTTPServer
     import threading
+    from http.server import ThreadingHTTPServer
     server = ThreadingHTTPServer(("127.0.0.1", 0), _HubHandler)
     server.files, server.requests = {}, []
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()

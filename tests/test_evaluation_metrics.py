@@ -7,12 +7,12 @@ import pytest
 import soundfile as sf
 import torch
 from evaluation_audio import SENTENCES, speech_16k, with_noise
-from parity_kinds._common import PARITY_DIR, needs_fixture
 
 from modules.audio import load_audio
 from modules.evaluation import Evaluator, Item
 from modules.evaluation.intelligibility import error_rates, normalise_text
 from modules.evaluation.pitch import F0Metrics
+from parity_kinds._common import PARITY_DIR, needs_fixture
 
 REAL_AUDIO = PARITY_DIR / "audio"
 REAL_CLIPS = ("s1p1", "s1p2", "s2p1", "s3p1", "s4p1")

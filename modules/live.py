@@ -342,17 +342,22 @@ class LiveSession:
             return message
 
     def next_block(self, timeout: float | None = None) -> np.ndarray | None:
-        """The next whole block of input, waiting up to `timeout` seconds; None if there is none (or closed)."""
+        """The next whole block of input, waiting up to `timeout` seconds; None if there is none (or closed).
+        Changes queued with engine.update() are applied first, so the block has the size it is converted at."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._ready:
-            if not self._ready.wait_for(lambda: self.closed or self._queued >= self.engine.block_samples, timeout):
-                return None
-            if self._queued < self.engine.block_samples:
-                return None
-            return self._take(self.engine.block_samples)
+            while True:
+                self.engine.apply_changes()
+                size = self.engine.block_samples
+                if self._queued >= size:
+                    return self._take(size)
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if self.closed or (remaining is not None and remaining <= 0):
+                    return None
+                self._ready.wait(remaining)
 
     def step(self, timeout: float | None = None) -> BlockResult | None:
         """Convert the next queued block (None if none arrived in time)."""
-        self.engine.apply_changes()          # the block is cut at the size the engine is about to use
         block = self.next_block(timeout)
         if block is None:
             return None

@@ -34,6 +34,7 @@ from modules.audio import AudioError, audio_duration
 from modules.checkpoint import FINAL_CHECKPOINT_NAME, CheckpointError, training_checkpoints
 from modules.config import ConfigError, load_config
 from modules.hub import AssetUnavailableError
+from modules.live_ui import LiveService, live_tab
 from modules.pipeline import (
     DEFAULT_LOG_DIR,
     ConversionError,
@@ -56,10 +57,11 @@ class AppKind:
     title: str
     f0: bool                        # singing app: F0 model and F0 controls
     auto_f0_default: bool = True
+    live: bool = False              # a Live tab (microphone in, converted voice out; modules/live_ui.py)
 
 
 SINGING = AppKind("Seed-VC singing voice conversion (44.1 kHz, F0-conditioned)", f0=True)
-SPEECH = AppKind("Seed-VC voice conversion (speech)", f0=False)
+SPEECH = AppKind("Seed-VC voice conversion (speech)", f0=False, live=True)
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -336,6 +338,9 @@ def build_demo(registry: ModelRegistry, kind: AppKind, output_dir: Path, concurr
             batch_status = gr.Dataframe(headers=["source", "status", "output"], label="Status", interactive=False)
             batch_go.click(batch_convert, [batch_sources, batch_reference, *settings], [batch_files, batch_status],
                            api_name="batch_convert", **gpu)
+        if kind.live:
+            with gr.Tab("Live"):
+                live_tab()
         refresh.click(model_info, None, info_box, api_name="model_info")
         demo.load(model_info, None, info_box, api_visibility="private")
     return demo
@@ -361,6 +366,9 @@ def parse_args(kind: AppKind, argv: list[str] | None = None) -> argparse.Namespa
                    help="conversions run at once (default: 1 per GPU)")
     p.add_argument("--queue-size", type=int, default=16, help="waiting requests beyond this are refused")
     p.add_argument("--output-dir", default=None, help="where results are written (default: a temporary folder)")
+    if kind.live:
+        p.add_argument("--live-sessions", type=int, default=2,
+                       help="live (microphone) sessions at once; more connections are refused")
     return p.parse_args(argv)
 
 
@@ -375,5 +383,8 @@ def main(kind: AppKind, argv: list[str] | None = None) -> None:
     output_dir = Path(args.output_dir or tempfile.mkdtemp(prefix="seedvc_app_"))
     demo = build_demo(registry, kind, output_dir, args.concurrency)
     demo.queue(max_size=args.queue_size, default_concurrency_limit=args.concurrency)
+    # The Live tab's audio travels over a WebSocket route on this same server (modules/live_ui.py).
+    live = LiveService(lambda: registry.get(DEFAULT_MODEL), args.live_sessions) if kind.live else None
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True,
-                max_file_size=args.max_file_size, allowed_paths=[str(output_dir)])
+                max_file_size=args.max_file_size, allowed_paths=[str(output_dir)],
+                app_kwargs={"routes": live.routes} if live else None)

@@ -26,13 +26,18 @@ def write_random_hift(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def write_tiny_live_config(directory: Path) -> Path:
+def write_tiny_live_config(directory: Path, vocoder: str = "hift") -> Path:
+    """vocoder: "hift" (the preset's, full size, random) or "bigvgan" (the fixture's small 22 kHz BigVGAN,
+    ten times cheaper on CPU: for tests that run the app or realtime.py in a separate process)."""
     directory = Path(directory)
     cfg = yaml.safe_load((PARITY_DIR / "xlsr_tiny" / "config.yml").read_text())
     cfg["pretrained_model"] = str(PARITY_DIR / "xlsr_tiny" / "checkpoint.pth")
     mp = cfg["model_params"]
     mp["speech_tokenizer"]["name"] = str(PARITY_DIR / "xlsr_content")
-    mp["vocoder"] = {"type": "hifigan", "name": str(write_random_hift(directory / "hift.pt"))}
+    if vocoder == "hift":
+        mp["vocoder"] = {"type": "hifigan", "name": str(write_random_hift(directory / "hift.pt"))}
+    else:
+        mp["vocoder"] = {"type": "bigvgan", "name": str(PARITY_DIR / "bigvgan_22k")}
     mp["style_encoder"]["campplus_path"] = str(PARITY_DIR / "weights" / "campplus_cn_common.bin")
     path = directory / "tiny_live.yml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

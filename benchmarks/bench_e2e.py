@@ -32,8 +32,9 @@ def _timed(fn, timings: dict, name: str):
     return wrapper
 
 
-def run_one(preset: str, steps: int, cfg_rate: float, device: str) -> dict:
-    import numpy as np
+def build_random_converter(preset: str, device: str, timings: dict):
+    """A VoiceConverter for an official preset at full size with random weights; the front-ends add their
+    seconds to `timings` (content, style, f0). Returns (converter, seconds to build)."""
     import torch
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model, WhisperConfig, \
         WhisperFeatureExtractor, WhisperModel
@@ -42,7 +43,7 @@ def run_one(preset: str, steps: int, cfg_rate: float, device: str) -> dict:
     from modules.content_encoder import ContentEncoder
     from modules.f0.rmvpe import E2E, RMVPE
     from modules.model import build_model
-    from modules.pipeline import ConversionSettings, Frontends, VoiceConverter
+    from modules.pipeline import Frontends, VoiceConverter
     from modules.style_encoder import CAMPPlus, style_embedding
     from modules.vocoders import BigVGAN, Vocoder, build_hift
     from modules.weight_norm import fold_weight_norm
@@ -71,7 +72,6 @@ def run_one(preset: str, steps: int, cfg_rate: float, device: str) -> dict:
         vocoder = Vocoder(fold_weight_norm(BigVGAN(h)).eval().to(device))
     else:
         vocoder = Vocoder(fold_weight_norm(build_hift(ROOT / "configs" / "hifigan.yml")).eval().to(device))
-    timings: dict[str, float] = {}
     f0 = None
     if mp["length_regulator"].get("f0_condition"):
         rmvpe = RMVPE(E2E(4, 1, (2, 2)).eval(), device)
@@ -79,9 +79,16 @@ def run_one(preset: str, steps: int, cfg_rate: float, device: str) -> dict:
     frontends = Frontends(content=_timed(content, timings, "content"),
                           style=_timed(lambda w: style_embedding(campplus, w), timings, "style"),
                           vocoder=vocoder, f0=f0)
-    engine = VoiceConverter(config, model, frontends, device=device)
-    load_s = time.perf_counter() - t0
+    return VoiceConverter(config, model, frontends, device=device), time.perf_counter() - t0
 
+
+def run_one(preset: str, steps: int, cfg_rate: float, device: str) -> dict:
+    import numpy as np
+
+    from modules.pipeline import ConversionSettings
+
+    timings: dict[str, float] = {}
+    engine, load_s = build_random_converter(preset, device, timings)
     sr = engine.sample_rate
     rng = np.random.default_rng(0)
     t = np.arange(10 * sr) / sr

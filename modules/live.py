@@ -30,17 +30,24 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
-from typing import Callable
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from modules.chunking import crossfade
-from modules.pipeline import ConversionError, ConversionSettings, ReferenceFeatures, VoiceConverter
+from modules.pipeline import (
+    ConversionError,
+    ConversionSettings,
+    ReferenceFeatures,
+    VoiceConverter,
+)
 from modules.resample import resample
-from modules.vad import SAMPLE_RATE as VAD_RATE, SileroVAD, VoiceActivity
+from modules.vad import SAMPLE_RATE as VAD_RATE
+from modules.vad import SileroVAD, VoiceActivity
 
 SOLA_SEARCH_SECONDS = 0.01      # how far SOLA may move a block to join it to the previous one
 VAD_HANGOVER_SECONDS = 0.3      # keep converting this long after the last block with speech
@@ -59,11 +66,11 @@ class LiveSettings:
     vad_threshold: float = 0.5          # speech probability a block needs to be converted; 0 converts everything
     prompt_seconds: float = 3.0         # the reference prompt the DiT sees in front of every window
 
-    LIMITS = {"block_seconds": (0.04, 2.0), "crossfade_seconds": (0.01, 0.5), "left_context_seconds": (0.0, 10.0),
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {"block_seconds": (0.04, 2.0), "crossfade_seconds": (0.01, 0.5), "left_context_seconds": (0.0, 10.0),
               "right_context_seconds": (0.0, 1.0), "diffusion_steps": (1, 100), "inference_cfg_rate": (0.0, 1.0),
               "vad_threshold": (0.0, 1.0), "prompt_seconds": (0.5, 25.0)}
 
-    def validate(self) -> "LiveSettings":
+    def validate(self) -> LiveSettings:
         for name, (low, high) in self.LIMITS.items():
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
@@ -76,7 +83,7 @@ class LiveSettings:
                                   f"than block_seconds ({self.block_seconds:g})")
         return self
 
-    def updated(self, changes: dict) -> "LiveSettings":
+    def updated(self, changes: dict) -> LiveSettings:
         """A copy with `changes` (names as in this class) applied and checked; unknown names are refused."""
         known = {f.name for f in fields(self)}
         unknown = sorted(set(changes) - known)
@@ -123,7 +130,7 @@ def shared_vad() -> SileroVAD:
 def _frames(seconds: float, sample_rate: int) -> int:
     """Whole content frames, in samples."""
     frame = round(sample_rate * CONTENT_FRAME_SECONDS)
-    return int(round(seconds / CONTENT_FRAME_SECONDS)) * frame
+    return round(seconds / CONTENT_FRAME_SECONDS) * frame
 
 
 class LiveEngine:

@@ -26,8 +26,8 @@ import json
 import logging
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -245,8 +245,8 @@ class Connection:
         if worker is not None:
             try:
                 await worker      # converts what is queued, then ends
-            except Exception:     # already reported by the worker
-                pass
+            except Exception as e:  # noqa: BLE001 - the client went away mid-send; nothing left to tell it
+                log.debug("live worker ended: %s", e)
         if send_tail:
             await self.send(float_to_pcm(session.engine.finish()))
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 SAMPLE_RATE = 16000
 FRAME = 512              # samples per decision (32 ms at 16 kHz)
@@ -32,7 +32,7 @@ def package_weights() -> Path:
     spec = importlib.util.find_spec("silero_vad")
     if spec is None or not spec.submodule_search_locations:
         raise VADError("voice activity needs the silero-vad package: pip install 'silero-vad>=6,<7'")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / WEIGHTS_FILE
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / WEIGHTS_FILE
     if not path.is_file():
         raise VADError(f"{path} is missing; reinstall silero-vad (pip install --force-reinstall 'silero-vad>=6,<7')")
     return path
@@ -53,7 +53,7 @@ class SileroVAD(nn.Module):
         self.final_conv = nn.Conv1d(128, 1, 1)
 
     @classmethod
-    def from_package(cls) -> "SileroVAD":
+    def from_package(cls) -> SileroVAD:
         from safetensors.torch import load_file
         model = cls()
         model.load_state_dict(load_file(str(package_weights())), strict=True)

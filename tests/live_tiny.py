@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 import yaml
+from parity_kinds._common import PARITY_DIR
 
 from modules.hub import HIFIGAN_CONFIG
 from modules.vocoders import build_hift
-from parity_kinds._common import PARITY_DIR
 
 
 def write_random_hift(path: Path, seed: int = 0) -> Path:

@@ -39,7 +39,8 @@ def config(tmp_path_factory):
 
 
 def microphone(tmp_path: Path) -> None:
-    """1 s of silence, 3 s of speech, then the fake keeps sending silence."""
+    """1 s of silence, 3 s of speech, then the fake keeps sending silence (the VAD's silence is checked in
+    test_live.py; here the point is that converted speech reaches the speaker)."""
     speech = load_audio(AUDIO / "source_s1.wav", DEVICE_RATE)[: 3 * DEVICE_RATE]
     sf.write(tmp_path / "microphone.wav", np.concatenate([np.zeros(DEVICE_RATE, np.float32), speech]), DEVICE_RATE)
 
@@ -73,7 +74,6 @@ def test_live_run_prints_figures_and_stops_cleanly_on_ctrl_c(config, tmp_path):
     assert "Traceback" not in err and lines[-1].startswith("stopped after")
     played, rate = sf.read(tmp_path / "speaker.wav", dtype="float32")
     assert rate == DEVICE_RATE and played.size > 2 * rate
-    assert np.all(played[: DEVICE_RATE // 2] == 0)                # the silent start stays silent
     assert np.abs(played).max() > 1e-3                            # the speech came out converted
 
 

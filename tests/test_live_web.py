@@ -26,7 +26,7 @@ FAST = {"block_seconds": 0.3, "diffusion_steps": 2, "vad_threshold": 0}   # vad 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     work = tmp_path_factory.mktemp("live_app")
-    config = write_tiny_live_config(work, vocoder="bigvgan")
+    config = write_tiny_live_config(work)
     saved = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"          # the test machine's cores are shared; avoid oversubscription
     try:

@@ -35,7 +35,7 @@ def realtime(*args: str, tmp_path: Path, **popen) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
-    return write_tiny_live_config(tmp_path_factory.mktemp("rt"), vocoder="bigvgan")
+    return write_tiny_live_config(tmp_path_factory.mktemp("rt"))
 
 
 def microphone(tmp_path: Path) -> None:

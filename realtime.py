@@ -14,13 +14,18 @@ import argparse
 import logging
 import sys
 
-from modules.audio import AudioError
+from modules.audio import AudioError, load_audio
 from modules.checkpoint import CheckpointError
 from modules.config import ConfigError, preset_path
 from modules.hub import AssetUnavailableError
 from modules.live import LiveEngine, LiveSettings
 from modules.live_devices import DeviceError, import_sounddevice, run_devices
-from modules.pipeline import ConversionError, build_converter
+from modules.pipeline import (
+    FRONTEND_RATE,
+    REFERENCE_MIN_SECONDS,
+    ConversionError,
+    build_converter,
+)
 
 LIVE_PRESET = "config_dit_mel_seed_uvit_xlsr_tiny.yml"
 
@@ -63,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.checkpoint and not args.config:
             raise ConfigError("--checkpoint needs the --config it was trained with")
         settings = LiveSettings(**{name: getattr(args, name) for name in LiveSettings.LIMITS}).validate()
-        import_sounddevice()     # fail on a missing PortAudio before the model is loaded
+        import_sounddevice()     # fail on a missing PortAudio or a bad reference before the model is loaded
+        load_audio(args.reference, FRONTEND_RATE, min_seconds=REFERENCE_MIN_SECONDS, role="reference")
         converter = build_converter(args.config or (None if args.run_name else preset_path(LIVE_PRESET)),
                                     checkpoint=args.checkpoint, run_name=args.run_name, device=args.device,
                                     fp16=args.fp16)

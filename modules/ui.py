@@ -9,6 +9,7 @@ Public endpoints (stable names, every setting an argument, no hidden UI state):
 The singing app adds auto F0 adjust, pitch shift and F0 extractor after the CFG rate; both end with the seed.
 Models are picked by label among those the server was started with or found in its run directories; no
 endpoint takes a filesystem path. Every GPU event shares one worker pool (concurrency_id="gpu").
+app_vc.py also has a Live tab whose audio goes over the WebSocket route /live/ws (modules/live_ui.py).
 """
 from __future__ import annotations
 

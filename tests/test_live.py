@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 from live_tiny import small_hift, write_tiny_live_config
-from tiny import AUDIO
 
 from modules import live
 from modules.audio import AudioError, load_audio
 from modules.live import LiveEngine, LiveSession, LiveSettings
 from modules.pipeline import ConversionError, build_converter
+from tiny import AUDIO
 
 RATE = 22050
 

@@ -13,11 +13,11 @@ import pytest
 import soundfile as sf
 from live_tiny import write_tiny_live_config
 from test_apps import CHROMIUM, Server
-from tiny import AUDIO
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from modules.audio import load_audio
+from tiny import AUDIO
 
 RATE = 22050
 FAST = {"block_seconds": 0.3, "diffusion_steps": 2, "vad_threshold": 0}   # vad 0: every block converted

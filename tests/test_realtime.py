@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 from live_tiny import write_tiny_live_config
-from tiny import AUDIO
 
 from modules.audio import load_audio
 from modules.live import LiveEngine, LiveSettings
+from tiny import AUDIO
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = Path(__file__).resolve().parent / "fake_sounddevice"

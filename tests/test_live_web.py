@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -48,6 +49,20 @@ def ws_url(server) -> str:
     return server.url.replace("http://", "ws://") + "live/ws"
 
 
+def open_session(server):
+    """A connection past its hello. The previous test's session is released once the server has finished
+    its last block, so a `busy` right after it is retried (bounded)."""
+    for _ in range(300):
+        ws = connect(ws_url(server), max_size=None)
+        message = json.loads(ws.recv(timeout=120))
+        if message["type"] == "hello":
+            return ws, message
+        ws.close()
+        assert message["code"] == "busy", message
+        time.sleep(0.2)
+    pytest.fail("the live session slot never came free")
+
+
 def reference_message(path=AUDIO / "s1p1.wav", **extra) -> dict:
     return {"type": "start", "sample_rate": RATE, "reference": base64.b64encode(path.read_bytes()).decode(),
             "reference_name": path.name, "settings": FAST, **extra}
@@ -70,8 +85,8 @@ def expect_error(ws, code: str) -> str:
 
 
 def test_protocol_round_trip(server, speech):
-    with connect(ws_url(server), max_size=None) as ws:
-        hello = receive_json(ws)
+    ws, hello = open_session(server)
+    with ws:
         assert hello["type"] == "hello" and hello["sample_rate"] == RATE and hello["format"] == "s16le"
         ws.send(json.dumps(reference_message()))
         started = receive_json(ws)
@@ -103,8 +118,8 @@ def test_protocol_round_trip(server, speech):
 
 
 def test_bad_input_on_the_wire_is_answered_and_the_session_goes_on(server, speech, tmp_path):
-    with connect(ws_url(server), max_size=None) as ws:
-        receive_json(ws)
+    ws, _ = open_session(server)
+    with ws:
         ws.send(pcm(speech[:1000]))
         assert "start" in expect_error(ws, "not_started")
         ws.send(json.dumps(reference_message(sample_rate=48000)))
@@ -137,9 +152,8 @@ def test_bad_input_on_the_wire_is_answered_and_the_session_goes_on(server, speec
 
 
 def test_too_many_sessions_are_refused_and_a_vanished_client_frees_its_place(server):
-    first = connect(ws_url(server), max_size=None)
+    first, _ = open_session(server)
     try:
-        assert receive_json(first)["type"] == "hello"
         with connect(ws_url(server), max_size=None) as second:
             assert "1 live sessions are in use" in expect_error(second, "busy")
             with pytest.raises(ConnectionClosed) as closed:
@@ -149,17 +163,13 @@ def test_too_many_sessions_are_refused_and_a_vanished_client_frees_its_place(ser
         assert receive_json(first)["type"] == "started"
     finally:
         first.socket.close()              # vanish mid-session: no stop, no closing handshake
-    for _ in range(100):                  # the server notices the drop and frees the place
-        with connect(ws_url(server), max_size=None) as third:
-            if receive_json(third)["type"] == "hello":
-                break
-    else:
-        pytest.fail("the vanished client's session was never released")
+    third, _ = open_session(server)       # the server notices the drop and frees the place
+    third.close()
 
 
 def test_a_client_sending_faster_than_conversion_is_told_once(server, speech):
-    with connect(ws_url(server), max_size=None) as ws:
-        receive_json(ws)
+    ws, _ = open_session(server)
+    with ws:
         ws.send(json.dumps(reference_message()))
         assert receive_json(ws)["type"] == "started"
         for start in range(0, 6 * RATE, RATE):     # 6 s of audio at once: far more than the 1 s backlog
@@ -184,6 +194,7 @@ def test_a_client_sending_faster_than_conversion_is_told_once(server, speech):
 def test_browser_live_tab_converts_the_microphone_and_plays_it(server, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's chromium at /usr/bin/chromium: apt-get install -y chromium (.ci/run does)")
+    open_session(server)[0].close()                             # the previous test's session has ended
     microphone = tmp_path / "microphone.wav"                   # the fake microphone loops this clip
     sf.write(microphone, load_audio(AUDIO / "source_s1.wav", 48000)[: 48000 * 4], 48000, subtype="PCM_16")
     from playwright import sync_api as playwright

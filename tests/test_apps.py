@@ -467,7 +467,7 @@ STREAM_CLIENT = """
 import sys
 from gradio_client import Client, handle_file
 client = Client(sys.argv[1], verbose=False)
-job = client.submit(handle_file(sys.argv[2]), handle_file(sys.argv[3]), "default", 40, 1.0, 0.7, 0,
+job = client.submit(handle_file(sys.argv[2]), handle_file(sys.argv[3]), "default", 100, 1.0, 0.7, 0,
                     api_name="/convert_stream")
 for _player, chunk, _full in job:
     if chunk:
@@ -478,12 +478,13 @@ time.sleep(600)
 """
 
 
-def test_an_abandoned_stream_stops_at_the_next_chunk(servers, tmp_path):
-    """A client killed after the first streamed chunk: the server stops its job instead of converting the
-    rest and writing the full result; the next caller (one worker) then gets the GPU."""
+def test_an_abandoned_stream_stops_before_the_next_chunk(servers, tmp_path):
+    """A client killed after the first streamed chunk: the server stops its job at the next diffusion step
+    instead of finishing the chunk in flight (and today, after it, the rest); the next caller (one worker)
+    then gets the worker."""
     server = servers["vc"]
-    results = lambda: sorted(p.name for p in (servers["work"] / "app_vc.py_out").rglob("converted_*.wav"))
-    before = results()
+    written = lambda pattern: {p.name for p in (servers["work"] / "app_vc.py_out").rglob(pattern)}
+    before_chunks, before_results = written("chunk_*.wav"), written("converted_*.wav")
     long_source = concatenated(tmp_path, "long_44s.wav", MAX_DURATION - 1)   # three 30 s windows
     client = subprocess.Popen([sys.executable, "-c", STREAM_CLIENT, server.url, str(long_source),
                                str(AUDIO / "s1p1.wav")], stdout=subprocess.PIPE, text=True,
@@ -493,12 +494,13 @@ def test_an_abandoned_stream_stops_at_the_next_chunk(servers, tmp_path):
     finally:
         client.kill()
         client.wait()
-    # The next caller runs once the worker is free: after the abandoned job stopped (or, today, finished).
+    # The next caller runs once the worker is free: after the abandoned job stopped (or finished).
     out = Client(server.url, verbose=False).predict(handle_file(str(SOURCE)), handle_file(str(REFERENCE)),
                                                     "default", 1, 1.0, 0.7, 0, api_name="/convert")
     check_wave(out, VC_SAMPLE_RATE, seconds(SOURCE))
-    written = [name for name in results() if name not in before]
-    assert len(written) == 1, f"the abandoned stream was converted to the end: {written}"
+    chunks = written("chunk_*.wav") - before_chunks
+    assert len(chunks) == 1, f"the abandoned stream went on converting: {sorted(chunks)}"
+    assert len(written("converted_*.wav") - before_results) == 1     # only the next caller's result
 
 
 def test_error_messages_name_the_input_and_hide_server_paths(svc, servers, tmp_path):

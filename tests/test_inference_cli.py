@@ -61,13 +61,14 @@ def test_run_name_picks_the_run_checkpoint_and_its_config(tmp_path):
 
 
 def test_errors_before_any_work(tmp_path):
-    proc = run_cli("--source", AUDIO / "s3p1.wav", "--checkpoint", "x.pth")
+    pair = ("--source", AUDIO / "s3p1.wav", "--target", AUDIO / "s1p1.wav")   # both required since issue 11
+    proc = run_cli(*pair, "--checkpoint", "x.pth")
     assert proc.returncode == 2 and "--checkpoint needs the --config" in proc.stderr
-    proc = run_cli("--source", AUDIO / "s3p1.wav", "--config", write_tiny_config(tmp_path), "--diffusion-steps", 500)
+    proc = run_cli(*pair, "--config", write_tiny_config(tmp_path), "--diffusion-steps", 500)
     assert proc.returncode == 2 and "diffusion_steps" in proc.stderr
-    proc = run_cli("--source", AUDIO / "s3p1.wav", "--config", write_tiny_config(tmp_path), "--f0-condition", "true")
+    proc = run_cli(*pair, "--config", write_tiny_config(tmp_path), "--f0-condition", "true")
     assert proc.returncode == 2 and "f0_condition" in proc.stderr
-    proc = run_cli("--source", AUDIO / "s3p1.wav", "--run-name", "missing", cwd=tmp_path)
+    proc = run_cli(*pair, "--run-name", "missing", cwd=tmp_path)
     assert proc.returncode == 2 and "run directory not found" in proc.stderr
 
 

@@ -19,6 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import _models  # noqa: E402  (needs the path above)
+
 PRESETS = ["config_dit_mel_seed_uvit_whisper_base_f0_44k", "config_dit_mel_seed_uvit_whisper_small_wavenet",
            "config_dit_mel_seed_uvit_xlsr_tiny"]
 
@@ -35,46 +38,24 @@ def _timed(fn, timings: dict, name: str):
 def run_one(preset: str, steps: int, cfg_rate: float, device: str) -> dict:
     import numpy as np
     import torch
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model, WhisperConfig, \
-        WhisperFeatureExtractor, WhisperModel
 
     from modules.config import load_config, preset_path
-    from modules.content_encoder import ContentEncoder
-    from modules.f0.rmvpe import E2E, RMVPE
     from modules.model import build_model
     from modules.pipeline import ConversionSettings, Frontends, VoiceConverter
-    from modules.style_encoder import CAMPPlus, style_embedding
-    from modules.vocoders import BigVGAN, Vocoder, build_hift
-    from modules.weight_norm import fold_weight_norm
+    from modules.style_encoder import style_embedding
 
     torch.manual_seed(0)
     t0 = time.perf_counter()
     config = load_config(preset_path(preset))
     mp = config["model_params"]
     model = build_model(config).eval()
-    if mp["speech_tokenizer"]["type"] == "whisper":  # whisper-small encoder dimensions
-        whisper = WhisperModel(WhisperConfig(d_model=768, encoder_layers=12, encoder_attention_heads=12,
-                                             decoder_layers=1, encoder_ffn_dim=3072, num_mel_bins=80))
-        del whisper.decoder
-        content = ContentEncoder("whisper", whisper, WhisperFeatureExtractor(), device)
-    else:  # xls-r-300m truncated to 12 layers
-        xlsr = Wav2Vec2Model(Wav2Vec2Config(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                                            intermediate_size=4096, feat_extract_norm="layer", conv_bias=True,
-                                            do_stable_layer_norm=True))
-        xlsr.encoder.layers = xlsr.encoder.layers[:12]
-        content = ContentEncoder("xlsr", xlsr, Wav2Vec2FeatureExtractor(return_attention_mask=True), device)
-    campplus = CAMPPlus().eval().to(device)
-    if mp["vocoder"]["type"] == "bigvgan":
-        sr = config["preprocess_params"]["sr"]
-        manifest = "bigvgan_44k_full.json" if sr == 44100 else "bigvgan_22k_full.json"
-        h = json.loads((ROOT.parent / "shared/fixtures/parity/manifests" / manifest).read_text())["config"]
-        vocoder = Vocoder(fold_weight_norm(BigVGAN(h)).eval().to(device))
-    else:
-        vocoder = Vocoder(fold_weight_norm(build_hift(ROOT / "configs" / "hifigan.yml")).eval().to(device))
+    content = _models.content_encoder(mp["speech_tokenizer"]["type"], device)
+    campplus = _models.campplus(device)
+    vocoder = _models.vocoder(config, device)
     timings: dict[str, float] = {}
     f0 = None
     if mp["length_regulator"].get("f0_condition"):
-        rmvpe = RMVPE(E2E(4, 1, (2, 2)).eval(), device)
+        rmvpe = _models.rmvpe(device)
         f0 = _timed(lambda w: rmvpe.extract(w, threshold=0.03), timings, "f0")
     frontends = Frontends(content=_timed(content, timings, "content"),
                           style=_timed(lambda w: style_embedding(campplus, w), timings, "style"),

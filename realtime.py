@@ -14,12 +14,12 @@ import argparse
 import logging
 import sys
 
-from modules.audio import AudioError, load_audio
-from modules.checkpoint import CheckpointError
+from modules.arguments import add_model_arguments
+from modules.audio import load_audio
 from modules.config import ConfigError, preset_path
-from modules.hub import AssetUnavailableError
+from modules.errors import UserError
 from modules.live import LiveEngine, LiveSettings
-from modules.live_devices import DeviceError, import_sounddevice, run_devices
+from modules.live_devices import import_sounddevice, run_devices
 from modules.pipeline import (
     FRONTEND_RATE,
     REFERENCE_MIN_SECONDS,
@@ -41,12 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reference", help="reference (target voice) audio, 1-25 s")
     p.add_argument("--input-device", type=device, default=None, help="microphone: index or name (default: system's)")
     p.add_argument("--output-device", type=device, default=None, help="speaker: index or name (default: system's)")
-    p.add_argument("--config", default=None, help=f"model config (.yml); default: {LIVE_PRESET}")
-    p.add_argument("--checkpoint", default=None, help="DiT checkpoint (.pth); needs the matching --config")
-    p.add_argument("--run-name", default=None, help="use runs/<name>/ft_model.pth, else its newest checkpoint")
-    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    p.add_argument("--fp16", type=lambda v: v.lower() in ("1", "true", "yes", "y"), default=True,
-                   help="fp16 autocast for the DiT on CUDA (true/false)")
+    add_model_arguments(p, config_help=f"model config (.yml); default: {LIVE_PRESET}", max_duration=None)
     defaults = LiveSettings()
     for name in LiveSettings.LIMITS:
         low, high = LiveSettings.LIMITS[name]
@@ -72,11 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         load_audio(args.reference, FRONTEND_RATE, min_seconds=REFERENCE_MIN_SECONDS, role="reference")
         converter = build_converter(args.config or (None if args.run_name else preset_path(LIVE_PRESET)),
                                     checkpoint=args.checkpoint, run_name=args.run_name, device=args.device,
-                                    fp16=args.fp16)
+                                    fp16=args.fp16, f0_extractor=args.f0_extractor)
         engine = LiveEngine(converter, converter.load(args.reference, "reference"), settings)
         run_devices(engine, input_device=args.input_device, output_device=args.output_device,
                     report=lambda line: print(line, flush=True))
-    except (DeviceError, AudioError, ConversionError, ConfigError, CheckpointError, AssetUnavailableError) as e:
+    except UserError as e:      # bad flags, files or devices: one line, exit status 2
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:   # Ctrl-C while the model loads

@@ -13,12 +13,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from modules.errors import UserError
 from modules.live import BlockStats, LiveEngine, LiveSession
 
 PLAYBACK_MAX_SECONDS = 1.0      # converted audio waiting to be played; older is dropped (bounded delay)
 
 
-class DeviceError(RuntimeError):
+class DeviceError(UserError, RuntimeError):
     """The sound devices cannot be used; the message says which and what to do."""
 
 

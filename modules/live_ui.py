@@ -24,6 +24,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 import tempfile
 import threading
 from collections.abc import Callable
@@ -192,16 +193,17 @@ class Connection:
             raw = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
             raise ProtocolError("bad_reference", f"reference {name!r} is not valid base64") from None
-        suffix = Path(name).suffix if Path(name).suffix else ".wav"
+        # Decoded from a file named as the client's (letters, digits, . _ - only), so errors name it.
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name).lstrip(".") or "reference.wav"
 
         def decode() -> np.ndarray:
-            with tempfile.NamedTemporaryFile(suffix=suffix) as f:
-                f.write(raw)
-                f.flush()
+            with tempfile.TemporaryDirectory(prefix="seedvc_live_") as folder:
+                path = Path(folder) / safe
+                path.write_bytes(raw)
                 try:
-                    return self.converter.load(f.name, "reference")
-                except AudioError as e:   # name the client's file, not the temporary one
-                    raise ProtocolError("bad_reference", str(e).replace(f.name, repr(name))) from None
+                    return self.converter.load(path, "reference")
+                except AudioError as e:
+                    raise ProtocolError("bad_reference", str(e).replace(str(path), safe)) from None
         return await asyncio.to_thread(decode)
 
     async def start(self, message: dict) -> None:

@@ -105,8 +105,9 @@ class EvaluationService:
                 "cards": result.cards}
 
 
-def evaluate_tab(engine, kind, model, gpu: dict) -> None:
-    """Add the "Evaluate" tab to the Blocks being built; `model` is the page's model dropdown."""
+def evaluate_tab(engine, kind, gpu: dict):
+    """Add the "Evaluate" tab to the Blocks being built. Returns `bind(model)`, which wires /evaluate once the
+    page's model dropdown exists (it is laid out below the tabs)."""
     import gradio as gr
     import pandas as pd
 
@@ -149,5 +150,8 @@ def evaluate_tab(engine, kind, model, gpu: dict) -> None:
         with gr.Row():
             csv_file = gr.File(label="Per-utterance CSV")
             json_file = gr.File(label="Summary JSON")
+
+    def bind(model) -> None:
         go.click(evaluate, [sources, reference, model, steps_grid, length_adjust, cfg_grid, *extra, seed, transcripts,
                             metrics], [table, plot, csv_file, json_file], api_name="evaluate", **gpu)
+    return bind

@@ -5,7 +5,7 @@
         --diffusion-steps 4 10 25 --inference-cfg-rate 0.5 0.7          # "compare settings": a grid
     python eval.py ... --metrics secs,wer,dnsmos,f0 --semi-tone-shift 12  # singing: F0 accuracy too
 
-Converted files are found by inference.py's output naming, from the sources, references and settings given
+Converted files are found by inference.py's output plan (plan_outputs), from the sources, references and settings given
 (pass the settings the files were made with; several values per setting form a grid). Prints a table of
 means with 95 % intervals and writes per_utterance.csv, summary.json and metrics.png into --output.
 Metrics (README "Evaluation"): secs (Resemblyzer), wer (WER + CER, Whisper tiny.en), dnsmos (P.835 + P.808),
@@ -18,7 +18,8 @@ import logging
 import sys
 from pathlib import Path
 
-from inference import collect_sources, output_name, str2bool, write_wav_atomically
+from inference import collect_sources, plan_outputs, write_wav
+from modules.arguments import str2bool
 from modules.audio import AudioError
 from modules.checkpoint import CheckpointError
 from modules.config import ConfigError
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics = parse_metrics(args.metrics)
         grid = settings_grid(args.diffusion_steps, args.inference_cfg_rate, args.length_adjust, args.semi_tone_shift,
                              args.auto_f0_adjust, args.seed)
-        names = {output_name(Path("s.wav"), Path("r.wav"), s) for s in grid.values()}
+        names = {plan_outputs([Path("s.wav")], Path("r.wav"), s, Path("."))[0][0].output for s in grid.values()}
         if len(names) < len(grid):
             raise ValueError("settings that differ only in pitch shift or auto F0 give the same inference.py file "
                              "names; evaluate one pitch shift per --converted folder")
@@ -95,14 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         evaluator = Evaluator(metrics, device=args.device, f0_extractor=args.f0_extractor, f0_weights=args.f0_model,
                               wavlm_repo=args.wavlm_model)
         failures = []
+        where = in_folder(converted_dir, plan_outputs, sources)   # inference.py's names, collisions resolved
         if args.convert:
             converter = build_converter(args.config or (None if args.run_name else default_preset(args.f0_condition)),
                                         checkpoint=args.checkpoint, run_name=args.run_name, device=args.device,
                                         fp16=args.fp16, max_source_seconds=args.max_duration)
-            failures += convert_all(converter, sources, references, grid, converted_dir, output_name,
-                                    write_wav_atomically)
-        items = build_items(sources, references, grid, in_folder(converted_dir, output_name), transcripts,
-                            baseline=not args.no_baseline)
+            failures += convert_all(converter, sources, references, grid, where,
+                                    lambda path, wave, rate: write_wav(path, wave, rate, overwrite=True))
+        items = build_items(sources, references, grid, where, transcripts, baseline=not args.no_baseline)
         result = evaluator.evaluate(items)
     except (MetricUnavailableError, ConversionError, ConfigError, CheckpointError, AssetUnavailableError,
             AudioError, ValueError) as e:

@@ -24,14 +24,23 @@ def test_grid_labels_name_only_what_varies():
 
 def test_items_pair_every_source_reference_and_setting(tmp_path):
     grid = settings_grid([4, 10], [0.7])
-    names = lambda s, r, st: f"{s.stem}_{r.stem}_{st.diffusion_steps}.wav"
-    items = build_items([Path("a.wav"), Path("b.wav")], [Path("r.wav")], grid, in_folder(tmp_path, names),
-                        {"a": "text of a"})
+    from inference import plan_outputs
+    sources = [Path("a.wav"), Path("b.wav")]
+    items = build_items(sources, [Path("r.wav")], grid, in_folder(tmp_path, plan_outputs, sources), {"a": "text of a"})
     assert [(i.setting, i.source.name, i.converted and Path(i.converted).name) for i in items] == [
         (SOURCE_BASELINE, "a.wav", None), (SOURCE_BASELINE, "b.wav", None),
-        ("steps=4", "a.wav", "a_r_4.wav"), ("steps=4", "b.wav", "b_r_4.wav"),
-        ("steps=10", "a.wav", "a_r_10.wav"), ("steps=10", "b.wav", "b_r_10.wav")]
+        ("steps=4", "a.wav", "vc_a_r_1.0_4_0.7.wav"), ("steps=4", "b.wav", "vc_b_r_1.0_4_0.7.wav"),
+        ("steps=10", "a.wav", "vc_a_r_1.0_10_0.7.wav"), ("steps=10", "b.wav", "vc_b_r_1.0_10_0.7.wav")]
     assert [i.transcript for i in items[:2]] == ["text of a", None]
+
+
+def test_colliding_sources_are_found_under_the_names_inference_py_gives_them(tmp_path):
+    from inference import plan_outputs
+    sources = [Path("x/clip.wav"), Path("y/clip.wav")]
+    where = in_folder(tmp_path, plan_outputs, sources)
+    settings = settings_grid([4], [0.7])["steps=4 cfg=0.7 len=1.0 shift=0"]
+    first, second = (where(s, Path("r.wav"), "l", settings) for s in sources)
+    assert first != second and first.parent == tmp_path == second.parent
 
 
 def test_transcripts_and_grids_name_the_bad_input(tmp_path):

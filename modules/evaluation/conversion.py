@@ -9,20 +9,20 @@ import numpy as np
 from tqdm import tqdm
 
 from modules.audio import AudioError
-from modules.evaluation.pairing import NameFor
 from modules.pipeline import ConversionError, ConversionSettings, VoiceConverter
 
 WriteWave = Callable[[Path, np.ndarray, int], None]
 
 
 def convert_all(converter: VoiceConverter, sources: Sequence[Path], references: Sequence[Path],
-                grid: dict[str, ConversionSettings], folder: Path, name_for: NameFor,
+                grid: dict[str, ConversionSettings], output_for: Callable[[Path, Path, str, ConversionSettings], Path],
                 write: WriteWave) -> list[tuple[str, str]]:
-    """Convert everything into `folder`; returns (what, why) for each conversion that failed (the rest go on)."""
+    """Convert everything to `output_for(source, reference, label, settings)`; returns (what, why) for each
+    conversion that failed (the rest go on)."""
     jobs = [(label, settings, s, r) for label, settings in grid.items() for s in sources for r in references]
     failures = []
     for label, settings, source, reference in tqdm(jobs, desc="converting", unit="file", disable=len(jobs) < 2):
-        out = Path(folder) / name_for(source, reference, settings)
+        out = output_for(source, reference, label, settings)
         try:
             result = converter.convert(source, reference, settings)
             write(out, result.wave, result.sample_rate)

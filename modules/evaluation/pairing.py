@@ -1,7 +1,7 @@
 """Which files are compared: settings grids, transcripts (index.tsv) and converted files found by name.
 
-Converted files are found through the naming function of the tool that wrote them (inference.py's
-`output_name(source, reference, settings)`), passed in by the caller, so the names are never parsed back.
+Converted files are found through the output plan of the tool that wrote them (inference.py's
+`plan_outputs(sources, reference, settings, folder)`), passed in by the caller, so names are never parsed back.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import numpy as np
 
 from modules.pipeline import ConversionSettings
 
-NameFor = Callable[[Path, Path, ConversionSettings], str]
+# inference.py's plan_outputs(sources, reference, settings, folder) -> ([job with .source, .output], notes)
+PlanOutputs = Callable[[list[Path], Path, ConversionSettings, Path], tuple[list, list]]
 SOURCE_BASELINE = "source (unconverted)"   # the "Ground Truth" row of the original's table
 
 
@@ -108,6 +109,16 @@ def build_items(sources: Sequence[Path], references: Sequence[Path], grid: dict[
     return items
 
 
-def in_folder(folder: Path, name_for: NameFor) -> Callable[[Path, Path, str, ConversionSettings], Path]:
-    """`converted` for build_items: the file the converter's naming gives, in `folder`."""
-    return lambda source, reference, label, settings: Path(folder) / name_for(source, reference, settings)
+def in_folder(folder: Path, plan: PlanOutputs, sources: Sequence[Path]
+              ) -> Callable[[Path, Path, str, ConversionSettings], Path]:
+    """`converted` for build_items: where the converter's own output plan (inference.py's `plan_outputs`, which
+    makes colliding names unique over the whole source list) puts each source's result in `folder`."""
+    planned: dict[tuple[str, str], dict[Path, Path]] = {}
+
+    def converted(source: Path, reference: Path, label: str, settings: ConversionSettings) -> Path:
+        key = (str(reference), label)
+        if key not in planned:
+            jobs, _notes = plan(list(sources), reference, settings, Path(folder))
+            planned[key] = {job.source: job.output for job in jobs}
+        return planned[key][source]
+    return converted

@@ -6,7 +6,6 @@ be downloaded here; FCPE uses its bundled weights). Prints seconds per part and 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

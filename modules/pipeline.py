@@ -26,7 +26,7 @@ import torch
 
 from modules import hub
 from modules.audio import AudioError, load_audio, mel_spectrogram, n_mel_frames
-from modules.checkpoint import load_model_weights, select_run_checkpoint
+from modules.checkpoint import load_model_weights, run_directory, select_run_checkpoint
 from modules.chunking import ChunkAssembler, ChunkPlan
 from modules.config import MelParams, load_config, preset_path
 from modules.content_encoder import load_content_encoder
@@ -47,7 +47,6 @@ REFERENCE_MIN_SECONDS = 1.0
 REFERENCE_DECODE_SECONDS = REFERENCE_MAX_SECONDS + 1.0
 SOURCE_MIN_SECONDS = 0.1       # above one F0 analysis window (1024 samples at 16 kHz); shorter has no frames
 F0_THRESHOLD = 0.03
-DEFAULT_LOG_DIR = "./runs"
 
 Progress = Callable[[float, str], None]   # (fraction done in [0, 1], what is happening)
 
@@ -377,7 +376,7 @@ def build_converter(config: str | Path | None = None, *, checkpoint: str | Path 
     state = None
     if run_name or run_dir:
         base_cfg = load_config(config) if config else {}
-        run_dir = Path(run_dir) if run_dir else Path(base_cfg.get("log_dir") or DEFAULT_LOG_DIR) / run_name
+        run_dir = Path(run_dir) if run_dir else run_directory(base_cfg, run_name)
         selection = select_run_checkpoint(run_dir)
         config = config or selection.config
         if config is None:

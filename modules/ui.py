@@ -40,11 +40,10 @@ import torch
 from modules.arguments import add_model_arguments
 from modules.atomic_io import ensure_writable_folder
 from modules.audio import audio_duration
-from modules.checkpoint import FINAL_CHECKPOINT_NAME, run_config, training_checkpoints
+from modules.checkpoint import FINAL_CHECKPOINT_NAME, run_config, runs_root, training_checkpoints
 from modules.config import get, load_config
 from modules.errors import UserError
 from modules.pipeline import (
-    DEFAULT_LOG_DIR,
     ConversionError,
     ConversionSettings,
     VoiceConverter,
@@ -88,9 +87,7 @@ class ModelRegistry:
                   "require_f0": kind.f0}
         self.recipes: dict[str, dict[str, Any]] = {
             DEFAULT_MODEL: {"config": config, "checkpoint": args.checkpoint, "run_name": args.run_name, **common}}
-        log_dir = Path(DEFAULT_LOG_DIR)
-        if config:
-            log_dir = Path(load_config(config).get("log_dir") or DEFAULT_LOG_DIR)
+        log_dir = runs_root(load_config(config) if config else None)
         if log_dir.is_dir():
             for run in sorted(p for p in log_dir.iterdir() if p.is_dir()):
                 if ((run / FINAL_CHECKPOINT_NAME).exists() or training_checkpoints(run)) and self._fits(run, kind):

@@ -35,13 +35,14 @@ def _timed(fn, timings: dict, name: str):
     return wrapper
 
 
-def run_one(preset: str, steps: int, cfg_rate: float, device: str) -> dict:
-    import numpy as np
+def build_random_converter(preset: str, device: str, timings: dict):
+    """A VoiceConverter for an official preset at full size with random weights; the front-ends add their
+    seconds to `timings` (content, style, f0). Returns (converter, seconds to build). bench_live.py uses it."""
     import torch
 
     from modules.config import load_config, preset_path
     from modules.model import build_model
-    from modules.pipeline import ConversionSettings, Frontends, VoiceConverter
+    from modules.pipeline import Frontends, VoiceConverter
     from modules.style_encoder import style_embedding
 
     torch.manual_seed(0)
@@ -52,7 +53,6 @@ def run_one(preset: str, steps: int, cfg_rate: float, device: str) -> dict:
     content = _models.content_encoder(mp["speech_tokenizer"]["type"], device)
     campplus = _models.campplus(device)
     vocoder = _models.vocoder(config, device)
-    timings: dict[str, float] = {}
     f0 = None
     if mp["length_regulator"].get("f0_condition"):
         rmvpe = _models.rmvpe(device)
@@ -60,9 +60,16 @@ def run_one(preset: str, steps: int, cfg_rate: float, device: str) -> dict:
     frontends = Frontends(content=_timed(content, timings, "content"),
                           style=_timed(lambda w: style_embedding(campplus, w), timings, "style"),
                           vocoder=vocoder, f0=f0)
-    engine = VoiceConverter(config, model, frontends, device=device)
-    load_s = time.perf_counter() - t0
+    return VoiceConverter(config, model, frontends, device=device), time.perf_counter() - t0
 
+
+def run_one(preset: str, steps: int, cfg_rate: float, device: str) -> dict:
+    import numpy as np
+
+    from modules.pipeline import ConversionSettings
+
+    timings: dict[str, float] = {}
+    engine, load_s = build_random_converter(preset, device, timings)
     sr = engine.sample_rate
     rng = np.random.default_rng(0)
     t = np.arange(10 * sr) / sr

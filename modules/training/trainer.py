@@ -21,18 +21,28 @@ from tqdm import tqdm
 
 from modules import hub
 from modules.atomic_io import atomic_write, ensure_writable_folder, remove_stale_temporaries
-from modules.checkpoint import (FINAL_CHECKPOINT_NAME, checkpoint_name, load_model_weights, read_checkpoint,
-                                run_directory)
+from modules.checkpoint import (
+    FINAL_CHECKPOINT_NAME,
+    checkpoint_name,
+    load_model_weights,
+    read_checkpoint,
+    run_directory,
+)
 from modules.config import ConfigError, MelParams, load_config
 from modules.model import PARTS, build_model
 from modules.pipeline import build_frontends, pick_device
-from modules.training.data import (ClipDataset, DataPosition, EpochSchedule, collate, find_audio_files,
-                                  scan_dataset)
+from modules.training.data import ClipDataset, DataPosition, EpochSchedule, collate, find_audio_files, scan_dataset
 from modules.training.metrics import MetricsLog, plot_loss_curve
 from modules.training.objective import Augmentation, FlowMatchingLoss, draw_prompt_lengths, frozen_features
-from modules.training.state import (capture_rng, config_differences,
-                                    export_inference_checkpoint, find_resume_point, prune_checkpoints,
-                                    restore_rng, save_checkpoint)
+from modules.training.state import (
+    capture_rng,
+    config_differences,
+    export_inference_checkpoint,
+    find_resume_point,
+    prune_checkpoints,
+    restore_rng,
+    save_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 

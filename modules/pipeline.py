@@ -25,12 +25,12 @@ import torch
 
 from modules import hub
 from modules.audio import AudioError, load_audio, mel_spectrogram, n_mel_frames
-from modules.checkpoint import load_model_weights, select_run_checkpoint
+from modules.checkpoint import load_model, select_run_checkpoint
 from modules.chunking import ChunkAssembler, ChunkPlan
 from modules.config import MelParams, load_config, preset_path
 from modules.content_encoder import load_content_encoder
 from modules.f0 import load_f0_extractor
-from modules.model import SeedVCModel, build_model
+from modules.model import SeedVCModel
 from modules.resample import resample
 from modules.style_encoder import load_campplus, style_embedding
 from modules.vocoders import load_vocoder
@@ -353,10 +353,9 @@ def build_converter(config: str | Path | None = None, *, checkpoint: str | Path 
                               f"(length_regulator.f0_condition is {str(f0_condition).lower()})")
     dev = pick_device(device)
 
-    model = build_model(cfg)
     checkpoint = checkpoint if state is not None else hub.resolve_dit_checkpoint(config, checkpoint)
-    load_model_weights(model, state if state is not None else checkpoint, source=str(checkpoint))
-    model = model.to(dev).eval()
+    model = load_model(cfg, state if state is not None else checkpoint, source=str(checkpoint)).to(dev).eval()
+    del state  # the model holds the checkpoint's tensors; nothing else of it is needed
 
     frontends, f0_kind = build_frontends(cfg, dev, f0_extractor=f0_extractor)
     description = {"config": str(config), "checkpoint": str(checkpoint), "sample_rate": cfg["preprocess_params"]["sr"],

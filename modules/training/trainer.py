@@ -21,9 +21,8 @@ from tqdm import tqdm
 
 from modules import hub
 from modules.atomic_io import atomic_write, remove_stale_temporaries
-from modules.checkpoint import FINAL_CHECKPOINT_NAME, load_model_weights, read_checkpoint
+from modules.checkpoint import FINAL_CHECKPOINT_NAME, load_model, read_checkpoint
 from modules.config import ConfigError, MelParams, load_config
-from modules.model import build_model
 from modules.pipeline import DEFAULT_LOG_DIR, build_frontends, pick_device
 from modules.training.data import (ClipDataset, DataPosition, EpochSchedule, collate, find_audio_files,
                                   scan_dataset)
@@ -162,13 +161,13 @@ class Trainer:
             log.warning("--seed %d ignored: this run continues with its saved seed %d", opts.seed, seed)
         _seed_everything(seed + self.rank)
 
-        model = build_model(self.cfg)
+        # Built on the meta device and filled with the checkpoint's tensors (one copy of the weights).
         if state is not None:
-            load_model_weights(model, state, source=str(resumed_from))
+            model = load_model(self.cfg, state, source=str(resumed_from))
             log.info("resuming %s from %s (step %d, epoch %d)", self.run_dir, resumed_from.name, step, position.epoch)
         else:
             pretrained = hub.resolve_dit_checkpoint(self.config_path, opts.pretrained_ckpt)
-            load_model_weights(model, pretrained)
+            model = load_model(self.cfg, pretrained)
             log.info("fine-tuning from %s", pretrained)
         model = model.to(self.device)
 

@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from modules.weight_norm import fold_weight_norm, legacy_weight_norm
-from modules.weights import load_state_strict, read_weights
+from modules.weight_norm import fold_weight_norm_state, legacy_weight_norm
+from modules.weights import assign_state, build_empty, check_state_strict, read_weights
 
 
 def kaiser_sinc_filter(cutoff: float, half_width: float, kernel_size: int) -> torch.Tensor:
@@ -177,8 +177,12 @@ def load_bigvgan(model_dir: str | Path | None = None, *, config_path: str | Path
     weights_path = Path(weights_path or Path(model_dir) / "bigvgan_generator.pt")
     with open(config_path, encoding="utf-8") as f:
         h = json.load(f)
-    model = BigVGAN(h)
-    state = read_weights(weights_path, "BigVGAN generator")
+    # Built on the meta device; the weight norm is folded in the loaded state dict pair by pair and the
+    # model takes the folded tensors, so neither a second copy nor both weight forms are ever held.
+    model = build_empty(lambda: BigVGAN(h))
+    state = read_weights(weights_path, "BigVGAN generator", mmap=False)
     state = state.get("generator", state) if isinstance(state, Mapping) else state
-    load_state_strict(model, state, "BigVGAN", str(weights_path))
-    return fold_weight_norm(model).to(device).eval()
+    check_state_strict(model, state, "BigVGAN", str(weights_path))
+    fold_weight_norm_state(model, state)
+    assign_state(model, state)
+    return model.to(device).eval()

@@ -23,6 +23,7 @@ from modules.checkpoint import CheckpointError
 from modules.config import ConfigError
 from modules.hub import AssetUnavailableError
 from modules.pipeline import ConversionError, ConversionSettings, build_converter, default_preset
+from modules.precision import PRECISIONS
 
 
 def str2bool(value: str) -> bool:
@@ -57,6 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--f0-extractor", default=None, choices=("rmvpe", "fcpe"),
                    help="F0 extractor for F0 models (default: the config's, else rmvpe)")
     p.add_argument("--max-duration", type=float, default=None, help="refuse sources longer than this (seconds)")
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="DiT and content-encoder precision (default: fp16 on CUDA with --fp16, else fp32); "
+                        "bf16 needs CUDA or a CPU with AVX512-BF16/AMX; trades accuracy for speed")
+    p.add_argument("--compile", action="store_true", help="torch.compile the DiT and the vocoder (first call slow)")
     return p.parse_args(argv)
 
 
@@ -94,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         converter = build_converter(args.config or (None if args.run_name else default_preset(args.f0_condition)),
                                     checkpoint=args.checkpoint, run_name=args.run_name, device=args.device,
                                     fp16=args.fp16, f0_extractor=args.f0_extractor,
-                                    max_source_seconds=args.max_duration, require_f0=args.f0_condition or None)
+                                    max_source_seconds=args.max_duration, require_f0=args.f0_condition or None,
+                                    precision=args.precision, compile=args.compile)
     except (ConversionError, ConfigError, CheckpointError, AssetUnavailableError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

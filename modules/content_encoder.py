@@ -43,8 +43,9 @@ class ContentEncoder(nn.Module):
         """One window of at most 30 s: [N] -> [1, T, dim]."""
         audio = [wave_16k.detach().float().cpu().numpy()]
         if self.kind == "whisper":
-            inputs = self.feature_extractor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt",
-                                            return_attention_mask=True)
+            with torch.autocast("cpu", enabled=False):  # the log-mel stays fp32 under a caller's bf16 autocast
+                inputs = self.feature_extractor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt",
+                                                return_attention_mask=True)
             # The log-mel covers a zero-padded 30 s window; keep the frames that cover the audio.
             features = self.model._mask_input_features(inputs.input_features, attention_mask=inputs.attention_mask)
             hidden = self.model.encoder(features.to(self.device, self.dtype), head_mask=None,

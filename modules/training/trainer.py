@@ -26,6 +26,7 @@ from modules.config import ConfigError, MelParams, load_config
 from modules.pipeline import DEFAULT_LOG_DIR, build_frontends, pick_device
 from modules.training.data import (ClipDataset, DataPosition, EpochSchedule, collate, find_audio_files,
                                   scan_dataset)
+from modules.training.feature_cache import FeatureCache, frontend_identity
 from modules.training.metrics import MetricsLog, plot_loss_curve
 from modules.training.objective import Augmentation, FlowMatchingLoss, draw_prompt_lengths, frozen_features
 from modules.training.state import (PARTS, capture_rng, checkpoint_name, config_differences,
@@ -63,6 +64,7 @@ class TrainingOptions:
     mixed_precision: str = "no"     # no | fp16 | bf16
     device: str | None = None
     show_progress: bool = True
+    feature_cache: bool = True      # cache frozen front-end features in the run directory (no augmentation)
 
 
 @dataclass
@@ -177,6 +179,10 @@ class Trainer:
             return TrainingSummary(self.run_dir, step, position.epoch, exported, resumed_from, 0)
 
         frontends, _ = build_frontends(self.cfg, self.device, vocoder=False)
+        cache = None
+        if opts.feature_cache and self.augmentation is None:
+            cache = FeatureCache(self.run_dir, frontend_identity(self.cfg, self.device, self.mel_params.sampling_rate),
+                                 clean=self.is_main)
         files: list = [None]
         skipped = 0
         if self.is_main:
@@ -208,7 +214,7 @@ class Trainer:
                 batch = next(batches)
                 batch.waves, batch.mels = batch.waves.to(self.device), batch.mels.to(self.device)
                 batch.mel_lengths = batch.mel_lengths.to(self.device)
-                features = frozen_features(batch, frontends, self.mel_params.sampling_rate, self.augmentation)
+                features = frozen_features(batch, frontends, self.mel_params.sampling_rate, self.augmentation, cache)
                 prompt_lengths = draw_prompt_lengths(batch.mel_lengths)
                 with autocast:
                     loss = trainable(batch.mels, batch.mel_lengths, prompt_lengths, features)
@@ -233,6 +239,8 @@ class Trainer:
             bar.close()
             if metrics:
                 metrics.close()
+            if cache is not None:
+                log.info("feature cache %s: %d clips read, %d computed", cache.directory, cache.hits, cache.misses)
         exported = self._export(model) if self.is_main else None
         self.accelerator.wait_for_everyone()
         return TrainingSummary(self.run_dir, step, position.epoch, exported, resumed_from, skipped)

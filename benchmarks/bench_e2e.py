@@ -71,11 +71,14 @@ def run_one(config: Path, steps: int, cfg_rate: float, device: str, precision: s
     from torch.utils.flop_counter import FlopCounterMode
 
     from modules.pipeline import ConversionSettings, build_converter
-    from modules.weights import weights_nbytes
+    try:
+        from modules.weights import weights_nbytes
+    except ImportError:  # an older checkout, for before/after figures
+        weights_nbytes = lambda m: sum(t.nbytes for t in list(m.parameters()) + list(m.buffers()))
 
     t0 = time.perf_counter()
-    engine = build_converter(config, device=device, precision=None if precision == "fp32" else precision,
-                             compile=compile)
+    modes = {} if precision == "fp32" and not compile else {"precision": precision, "compile": compile}
+    engine = build_converter(config, device=device, **modes)
     load_s = time.perf_counter() - t0
     rss_after_load = rss_gib()
     fe = engine.frontends

@@ -172,7 +172,8 @@ def main() -> None:
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--compile", action="store_true", help="also run each precision with --compile")
     parser.add_argument("--repeat", type=int, default=3, help="conversions per process (min and median)")
-    parser.add_argument("--child", nargs=4, metavar=("CONFIG", "PRECISION", "COMPILE", "OUTPUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, metavar=("CONFIG", "PRECISION", "COMPILE", "OUTPUT"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         config, precision, compile, output = args.child

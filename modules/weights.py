@@ -6,7 +6,9 @@ is reported in one error, instead of torch's first-failure message or the origin
 
 Memory: files are memory-mapped where the format allows (`mmap=True`, zip-format files), and a model built on
 the `meta` device (`build_empty`) takes the file's tensors as its own (`load_state_dict(assign=True)`), so the
-weights exist once, not once in the model and once in the loaded state dict.
+weights exist once, not once in the model and once in the loaded state dict. A mapped file backs the model's
+tensors while it is in use: replace weight files by renaming a new file into place (as every writer in this
+project does), never by rewriting them in place under a running process.
 """
 from __future__ import annotations
 

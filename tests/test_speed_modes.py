@@ -25,7 +25,8 @@ SETTINGS = ConversionSettings(diffusion_steps=3, seed=0)
 def clips(sample_rate: int, seconds: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
     """Short source and reference clips at the model's rate (short keeps these tests fast)."""
     from modules.audio import load_audio
-    return tuple(load_audio(AUDIO / name, sample_rate)[: int(seconds * sample_rate)] for name in ("s1p1.wav", "s2p1.wav"))
+    n = int(seconds * sample_rate)
+    return tuple(load_audio(AUDIO / name, sample_rate)[:n] for name in ("s1p1.wav", "s2p1.wav"))
 
 
 def snr_db(reference: np.ndarray, other: np.ndarray) -> float:

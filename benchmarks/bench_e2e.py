@@ -4,7 +4,7 @@ size with random weights (no downloads), 10 steps, CFG 0.7, on CPU by default.
     python benchmarks/bench_e2e.py [--steps 10] [--cfg 0.7] [--device cpu] [--preset NAME] [--repeat 3]
                                    [--precision fp32 bf16] [--compile]
 
-The models are written to files in the official formats first (benchmarks/full_size.py) and loaded by
+The models are written to files in the official formats first (benchmarks/_models.py) and loaded by
 modules.pipeline.build_converter, exactly as inference.py loads them. Each (preset, variant) runs in its own
 process, which converts `--repeat` times and prints, per stage, the min and median seconds (content, style,
 F0, DiT, vocoder, total), the RTF, the time to the first streamed chunk, RSS after loading and the peak RSS,
@@ -25,7 +25,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import _models  # noqa: E402  (needs the paths above)
+
 PRESETS = ["config_dit_mel_seed_uvit_whisper_base_f0_44k", "config_dit_mel_seed_uvit_whisper_small_wavenet",
            "config_dit_mel_seed_uvit_xlsr_tiny"]
 STAGES = ("content", "style", "f0", "dit", "vocoder")
@@ -116,7 +119,7 @@ def run_one(config: Path, steps: int, cfg_rate: float, device: str, precision: s
     settings = ConversionSettings(steps, 1.0, cfg_rate, seed=0)
     runs = []
     wave = None
-    for index in range(repeat):
+    for _ in range(repeat):
         timings.clear()
         engine._reference_cache.clear()   # every repetition does the whole work
         stage: dict[str, float] = {}
@@ -180,8 +183,6 @@ def main() -> None:
         print(json.dumps(run_one(Path(config), args.steps, args.cfg, args.device, precision, compile == "1",
                                  args.repeat, Path(output))))
         return
-    from benchmarks.full_size import write_full_size_model
-
     print(f"10 s source, 5 s reference, {args.steps} steps, CFG {args.cfg}, device {args.device}, random weights, "
           f"{args.repeat} conversions per process")
     variants = [(p, c) for p in args.precision for c in ((False, True) if args.compile else (False,))]
@@ -189,7 +190,7 @@ def main() -> None:
         variants.insert(0, ("fp32", False))   # the reference for the error figures
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.preset or PRESETS:
-            config = write_full_size_model(Path(tmp) / preset, preset)
+            config = _models.write_full_size_model(Path(tmp) / preset, preset)
             for precision, compile in variants:
                 output = Path(tmp) / f"{preset}_{precision}_{int(compile)}.npz"
                 out = subprocess.run([sys.executable, __file__, "--child", str(config), precision, str(int(compile)),

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from modules.config import PRESETS_DIR, load_config
+from modules.config import PRESETS_DIR, ModelConfig, load_config
 from modules.model import PARTS, SeedVCModel
 from modules.weights import assign_state, build_empty, describe_diff, read_weights, state_dict_diff
 
@@ -99,7 +99,7 @@ def _as_state(checkpoint: str | Path | Mapping[str, Any], source: str | None) ->
     return read_checkpoint(checkpoint), source or str(checkpoint)
 
 
-def load_model(config: dict, checkpoint: str | Path | Mapping[str, Any], *, allow_partial: bool = False,
+def load_model(config: Mapping | ModelConfig, checkpoint: str | Path | Mapping[str, Any], *, allow_partial: bool = False,
                source: str | None = None) -> SeedVCModel:
     """Build the model of `config` and load `checkpoint` into it (see load_model_weights), holding the weights
     once: the model is built on the meta device and takes the checkpoint's (memory-mapped) tensors as its own.
@@ -147,9 +147,25 @@ def load_model_weights(model: SeedVCModel, checkpoint: str | Path | Mapping[str,
 # ----------------------------------------------------------------------------------------------------------
 # The run-directory rule, shared by inference, training (resume) and the apps.
 
+DEFAULT_LOG_DIR = "./runs"
 TRAINING_CHECKPOINT_GLOB = "DiT_epoch_*_step_*.pth"
 FINAL_CHECKPOINT_NAME = "ft_model.pth"
 _STEP_PATTERN = re.compile(r"^DiT_epoch_(\d+)_step_(\d+)\.pth$")
+
+
+def runs_root(cfg: Mapping | None) -> Path:
+    """Where a config's runs live: its `log_dir`, default ./runs."""
+    return Path((cfg or {}).get("log_dir") or DEFAULT_LOG_DIR)
+
+
+def run_directory(cfg: Mapping | None, run_name: str) -> Path:
+    """The run directory of `run_name`: <log_dir>/<run_name>."""
+    return runs_root(cfg) / run_name
+
+
+def checkpoint_name(epoch: int, step: int) -> str:
+    """The official training-checkpoint file name; `checkpoint_step` parses it back."""
+    return f"DiT_epoch_{epoch:05d}_step_{step:05d}.pth"
 
 
 def checkpoint_step(path: str | Path) -> int | None:

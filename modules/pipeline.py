@@ -25,7 +25,7 @@ import torch
 
 from modules import hub
 from modules.audio import AudioError, load_audio, mel_spectrogram, n_mel_frames
-from modules.checkpoint import load_model, select_run_checkpoint
+from modules.checkpoint import load_model, run_directory, select_run_checkpoint
 from modules.chunking import ChunkAssembler, ChunkPlan
 from modules.config import MelParams, load_config, preset_path
 from modules.content_encoder import load_content_encoder
@@ -42,7 +42,6 @@ FRONTEND_RATE = 16000          # content encoders, CAM++ and F0 extractors all t
 REFERENCE_MAX_SECONDS = 25.0   # longer references are clipped, as in the original
 REFERENCE_MIN_SECONDS = 1.0
 F0_THRESHOLD = 0.03
-DEFAULT_LOG_DIR = "./runs"
 
 Progress = Callable[[float, str], None]   # (fraction done in [0, 1], what is happening)
 
@@ -357,7 +356,7 @@ def build_converter(config: str | Path | None = None, *, checkpoint: str | Path 
     state = None
     if run_name or run_dir:
         base_cfg = load_config(config) if config else {}
-        run_dir = Path(run_dir) if run_dir else Path(base_cfg.get("log_dir") or DEFAULT_LOG_DIR) / run_name
+        run_dir = Path(run_dir) if run_dir else run_directory(base_cfg, run_name)
         selection = select_run_checkpoint(run_dir)
         config = config or selection.config
         if config is None:

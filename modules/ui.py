@@ -31,11 +31,10 @@ import soundfile as sf
 import torch
 
 from modules.audio import AudioError, audio_duration
-from modules.checkpoint import FINAL_CHECKPOINT_NAME, CheckpointError, training_checkpoints
+from modules.checkpoint import FINAL_CHECKPOINT_NAME, CheckpointError, runs_root, training_checkpoints
 from modules.config import ConfigError, load_config
 from modules.hub import AssetUnavailableError
 from modules.pipeline import (
-    DEFAULT_LOG_DIR,
     ConversionError,
     ConversionSettings,
     VoiceConverter,
@@ -76,9 +75,7 @@ class ModelRegistry:
         common = {"device": args.device, "fp16": args.fp16, "max_source_seconds": args.max_duration}
         self.recipes: dict[str, dict[str, Any]] = {
             DEFAULT_MODEL: {"config": config, "checkpoint": args.checkpoint, "run_name": args.run_name, **common}}
-        log_dir = Path(DEFAULT_LOG_DIR)
-        if config:
-            log_dir = Path(load_config(config).get("log_dir") or DEFAULT_LOG_DIR)
+        log_dir = runs_root(load_config(config) if config else None)
         if log_dir.is_dir():
             for run in sorted(p for p in log_dir.iterdir() if p.is_dir()):
                 if (run / FINAL_CHECKPOINT_NAME).exists() or training_checkpoints(run):

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from gradio_client import Client, handle_file
+
 from tiny import AUDIO, write_tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]

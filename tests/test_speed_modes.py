@@ -15,8 +15,7 @@ from modules.pipeline import ConversionSettings, build_converter
 from modules.precision import PrecisionError, autocast_dtype
 from modules.vocoders import load_bigvgan
 from modules.weights import has_meta_tensors, weights_nbytes
-from parity_kinds._common import PARITY_DIR
-from tiny import AUDIO, write_tiny_config
+from tiny import AUDIO, dit_checkpoint, dit_config, models, write_tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ConversionSettings(diffusion_steps=3, seed=0)
@@ -93,14 +92,13 @@ def test_compiled_dit_and_vocoder_give_the_eager_output(tmp_path):
 def test_models_hold_their_weights_once():
     """Built on the meta device and filled with the checkpoint's tensors: nothing left unfilled, nothing copied
     twice, and the same values as a normal build + load."""
-    cfg = load_config(PARITY_DIR / "f0_44k" / "config.yml")
-    model = load_model(cfg, PARITY_DIR / "f0_44k" / "checkpoint.pth")
+    model = load_model(load_config(dit_config("f0_44k")), dit_checkpoint("f0_44k"))
     assert not has_meta_tensors(model)
-    state = torch.load(PARITY_DIR / "f0_44k" / "checkpoint.pth", weights_only=True)["net"]
+    state = torch.load(dit_checkpoint("f0_44k"), weights_only=True)["net"]
     for part, module in model.parts().items():
         for key, value in module.state_dict().items():
             assert torch.equal(value, state[part][key]), key
-    vocoder = load_bigvgan(PARITY_DIR / "bigvgan_44k")
+    vocoder = load_bigvgan(models() / "bigvgan_44k")
     assert not has_meta_tensors(vocoder)
     assert not any(name.endswith(("weight_g", "weight_v")) for name, _ in vocoder.named_parameters())
     n_folded = sum(p.numel() for p in vocoder.parameters()) * 4 + sum(b.nbytes for b in vocoder.buffers())

@@ -21,17 +21,23 @@ from tqdm import tqdm
 
 from modules import hub
 from modules.atomic_io import atomic_write, remove_stale_temporaries
-from modules.checkpoint import FINAL_CHECKPOINT_NAME, load_model, read_checkpoint
+from modules.checkpoint import FINAL_CHECKPOINT_NAME, checkpoint_name, load_model, read_checkpoint, run_directory
 from modules.config import ConfigError, MelParams, load_config
-from modules.pipeline import DEFAULT_LOG_DIR, build_frontends, pick_device
-from modules.training.data import (ClipDataset, DataPosition, EpochSchedule, collate, find_audio_files,
-                                  scan_dataset)
+from modules.model import PARTS
+from modules.pipeline import build_frontends, pick_device
+from modules.training.data import ClipDataset, DataPosition, EpochSchedule, collate, find_audio_files, scan_dataset
 from modules.training.feature_cache import FeatureCache, frontend_identity
 from modules.training.metrics import MetricsLog, plot_loss_curve
 from modules.training.objective import Augmentation, FlowMatchingLoss, draw_prompt_lengths, frozen_features
-from modules.training.state import (PARTS, capture_rng, checkpoint_name, config_differences,
-                                    export_inference_checkpoint, find_resume_point, prune_checkpoints,
-                                    restore_rng, save_checkpoint)
+from modules.training.state import (
+    capture_rng,
+    config_differences,
+    export_inference_checkpoint,
+    find_resume_point,
+    prune_checkpoints,
+    restore_rng,
+    save_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +92,7 @@ class Trainer:
         self.augmentation = augmentation
         self.config_path = Path(options.config)
         self.cfg = load_config(self.config_path)
-        self.run_dir = Path(self.cfg.get("log_dir") or DEFAULT_LOG_DIR) / options.run_name
+        self.run_dir = run_directory(self.cfg, options.run_name)
         self.mel_params = MelParams.from_config(self.cfg)
         _check_options(options)
         find_audio_files(options.dataset_dir)   # a missing or empty folder fails now, before any model loads

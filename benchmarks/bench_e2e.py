@@ -66,6 +66,34 @@ def _timed(fn, timings: dict, name: str):
     return wrapper
 
 
+def build_random_converter(preset: str, device: str, timings: dict):
+    """A VoiceConverter for an official preset at full size with random weights; the front-ends add their
+    seconds to `timings` (content, style, f0). Returns (converter, seconds to build). bench_live.py uses it."""
+    import torch
+
+    from modules.config import load_config, preset_path
+    from modules.model import build_model
+    from modules.pipeline import Frontends, VoiceConverter
+    from modules.style_encoder import style_embedding
+
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    config = load_config(preset_path(preset))
+    mp = config["model_params"]
+    model = build_model(config).eval()
+    content = _models.content_encoder(mp["speech_tokenizer"]["type"], device)
+    campplus = _models.campplus(device)
+    vocoder = _models.vocoder(config, device)
+    f0 = None
+    if mp["length_regulator"].get("f0_condition"):
+        rmvpe = _models.rmvpe(device)
+        f0 = _timed(lambda w: rmvpe.extract(w, threshold=0.03), timings, "f0")
+    frontends = Frontends(content=_timed(content, timings, "content"),
+                          style=_timed(lambda w: style_embedding(campplus, w), timings, "style"),
+                          vocoder=vocoder, f0=f0)
+    return VoiceConverter(config, model, frontends, device=device), time.perf_counter() - t0
+
+
 def run_one(config: Path, steps: int, cfg_rate: float, device: str, precision: str, compile: bool,
             repeat: int, output: Path) -> dict:
     """One process: load, convert `repeat` times; the last output wave and first-chunk mel go to `output`."""

@@ -19,13 +19,14 @@ import torch
 import torch.nn as nn
 
 from modules.config import PRESETS_DIR, ModelConfig, load_config
+from modules.errors import UserError
 from modules.model import PARTS, SeedVCModel
 from modules.weights import assign_state, build_empty, describe_diff, read_weights, state_dict_diff
 
 log = logging.getLogger(__name__)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file cannot be read, has an unknown layout, or does not fit the model."""
 
 
@@ -180,6 +181,13 @@ def training_checkpoints(run_dir: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: (checkpoint_step(p), p.name), reverse=True)
 
 
+def run_config(run_dir: str | Path) -> Path | None:
+    """The config saved in a run directory: its newest *.yml / *.yaml, or None."""
+    configs = sorted(list(Path(run_dir).glob("*.yml")) + list(Path(run_dir).glob("*.yaml")),
+                     key=lambda p: p.stat().st_mtime)
+    return configs[-1] if configs else None
+
+
 @dataclass
 class RunSelection:
     checkpoint: Path
@@ -214,8 +222,7 @@ def select_run_checkpoint(run_dir: str | Path, *, prefer_final: bool = True) -> 
             skipped.append(str(e))
             skipped_paths.append(path)
             continue
-        configs = sorted(list(run_dir.glob("*.yml")) + list(run_dir.glob("*.yaml")), key=lambda p: p.stat().st_mtime)
-        config = configs[-1] if configs else None
+        config = run_config(run_dir)
         log.info("run %s: using checkpoint %s%s", run_dir, path.name, f" with config {config.name}" if config else "")
         return RunSelection(checkpoint=path, state=state, config=config, skipped=skipped,
                             skipped_paths=skipped_paths)

@@ -12,6 +12,8 @@ from typing import Any, Mapping, get_type_hints
 
 import yaml
 
+from modules.errors import UserError
+
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs" / "presets"
 
 DIT_TYPES = ("DiT",)
@@ -21,7 +23,7 @@ FINAL_LAYER_TYPES = ("mlp", "wavenet")
 LOSS_TYPES = ("l1", "l2")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file is missing a key, has a value of the wrong type, or names an unknown component."""
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from modules.checkpoint import load_model, run_directory, select_run_checkpoint
 from modules.chunking import ChunkAssembler, ChunkPlan
 from modules.config import MelParams, load_config, preset_path
 from modules.content_encoder import load_content_encoder
+from modules.errors import UserError
 from modules.f0 import load_f0_extractor
 from modules.model import SeedVCModel
 from modules.precision import autocast_dtype, compile_module
@@ -41,18 +43,25 @@ log = logging.getLogger(__name__)
 FRONTEND_RATE = 16000          # content encoders, CAM++ and F0 extractors all take 16 kHz audio
 REFERENCE_MAX_SECONDS = 25.0   # longer references are clipped, as in the original
 REFERENCE_MIN_SECONDS = 1.0
+# Only this much of a reference file is decoded: the clip plus a margin, so resampling treats the clip's end
+# as it would in the whole file.
+REFERENCE_DECODE_SECONDS = REFERENCE_MAX_SECONDS + 1.0
+SOURCE_MIN_SECONDS = 0.1       # above one F0 analysis window (1024 samples at 16 kHz); shorter has no frames
 F0_THRESHOLD = 0.03
+LIVE_VOCODER_MARGIN_FRAMES = 8  # mel frames vocoded either side of a live window's kept span
 
 Progress = Callable[[float, str], None]   # (fraction done in [0, 1], what is happening)
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError, ValueError):
     """A conversion request cannot be carried out; the message says which input or setting and why."""
 
 
 @dataclass(frozen=True)
 class ConversionSettings:
-    """The original's controls, with the ranges its UIs allow."""
+    """The original's controls, with the ranges its UIs allow. One place for the CLI, the engine and the app:
+    `parse` takes loosely typed values (the API sends floats, None, huge numbers), `validate` checks ranges,
+    and the app's sliders take their ranges from LIMITS."""
     diffusion_steps: int = 10
     length_adjust: float = 1.0
     inference_cfg_rate: float = 0.7
@@ -62,15 +71,41 @@ class ConversionSettings:
 
     LIMITS = {"diffusion_steps": (1, 200), "length_adjust": (0.5, 2.0), "inference_cfg_rate": (0.0, 1.0),
               "semitone_shift": (-24, 24)}
+    WHOLE = ("diffusion_steps", "semitone_shift")
+    SEED_LIMIT = 2 ** 63 - 1
+
+    @classmethod
+    def parse(cls, **values) -> "ConversionSettings":
+        """Checked settings from request values; a negative or missing seed means a random one."""
+        for name, value in values.items():
+            if name in cls.LIMITS and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ConversionError(f"{name} must be a number, got {value!r}")
+        seed = values.pop("seed", None)
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, (int, float)) or \
+                    (isinstance(seed, float) and not math.isfinite(seed)) or abs(seed) > cls.SEED_LIMIT \
+                    or int(seed) != seed:
+                raise ConversionError(f"seed must be a whole number up to {cls.SEED_LIMIT} (negative: random), "
+                                      f"got {seed!r}")
+            seed = int(seed) if seed >= 0 else None
+        for name in cls.LIMITS:
+            value = values.get(name)
+            if name not in cls.WHOLE and value is not None:
+                values[name] = float(value)
+            elif isinstance(value, float) and value.is_integer():
+                values[name] = int(value)
+        if "auto_f0_adjust" in values:
+            values["auto_f0_adjust"] = bool(values["auto_f0_adjust"])
+        return cls(**values, seed=seed).validate()
 
     def validate(self) -> "ConversionSettings":
         for name, (low, high) in self.LIMITS.items():
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value) \
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
                     or not low <= value <= high:
                 raise ConversionError(f"{name} = {value!r} is outside the supported range [{low}, {high}]")
-        if int(self.diffusion_steps) != self.diffusion_steps or int(self.semitone_shift) != self.semitone_shift:
-            raise ConversionError("diffusion_steps and semitone_shift must be whole numbers")
+        if any(int(getattr(self, name)) != getattr(self, name) for name in self.WHOLE):
+            raise ConversionError(f"{' and '.join(self.WHOLE)} must be whole numbers")
         return self
 
 
@@ -171,9 +206,13 @@ class VoiceConverter:
 
     # ------------------------------------------------------------------ inputs
     def load(self, path: str | Path, role: str) -> np.ndarray:
+        """Decode a "source" or "reference" file; errors name it by role and file name, never its folder."""
+        name = Path(path).name
         if role == "reference":
-            return load_audio(path, self.sample_rate, min_seconds=REFERENCE_MIN_SECONDS, role=role)
-        return load_audio(path, self.sample_rate, max_seconds=self.max_source_seconds, role=role)
+            return load_audio(path, self.sample_rate, min_seconds=REFERENCE_MIN_SECONDS,
+                              keep_seconds=REFERENCE_DECODE_SECONDS, role=role, name=name)
+        return load_audio(path, self.sample_rate, min_seconds=SOURCE_MIN_SECONDS,
+                          max_seconds=self.max_source_seconds, role=role, name=name)
 
     def _wave(self, audio: str | Path | np.ndarray, role: str) -> np.ndarray:
         if isinstance(audio, (str, Path)):
@@ -181,9 +220,10 @@ class VoiceConverter:
         wave = np.asarray(audio, dtype=np.float32)
         if wave.ndim != 1 or wave.size == 0 or not np.isfinite(wave).all():
             raise AudioError(f"{role} audio must be a non-empty 1-D array of finite samples")
-        if role == "reference" and wave.size < REFERENCE_MIN_SECONDS * self.sample_rate:
-            raise AudioError(f"reference audio is {wave.size / self.sample_rate:.2f} s long; "
-                             f"it must be at least {REFERENCE_MIN_SECONDS:g} s.")
+        shortest = REFERENCE_MIN_SECONDS if role == "reference" else SOURCE_MIN_SECONDS
+        if wave.size < shortest * self.sample_rate:
+            raise AudioError(f"{role} audio is {wave.size / self.sample_rate:.2f} s long; "
+                             f"it must be at least {shortest:g} s.", reason="too short")
         return wave
 
     # ------------------------------------------------------------------ features
@@ -276,22 +316,54 @@ class VoiceConverter:
         if settings.seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(int(settings.seed))
         assembler = ChunkAssembler(plan.overlap_samples)
-        autocast = self._autocast()
         for index, (start, end, is_last) in enumerate(windows):
-            mu = torch.cat([ref.prompt_condition, cond[:, start:end]], dim=1)
             on_step = lambda step, total: report(0.1 + 0.85 * (index + step / total) / len(windows),
                                                  f"chunk {index + 1}/{len(windows)}: step {step}/{total}")
-            with autocast:
-                mel = self.model.cfm.inference(
-                    mu, torch.tensor([mu.shape[1]], device=self.device), ref.prompt_mel, ref.style,
-                    n_timesteps=int(settings.diffusion_steps), inference_cfg_rate=settings.inference_cfg_rate,
-                    noise=None if chunk_noise is None else chunk_noise[index], generator=generator, on_step=on_step)
-            mel = mel[:, :, ref.prompt_mel.shape[-1]:].float()
+            mel = self.sample_mel(cond[:, start:end], ref, settings, generator=generator, on_step=on_step,
+                                  noise=None if chunk_noise is None else chunk_noise[index])
             lap("dit")
             wave = self.frontends.vocoder(mel, generator=generator).reshape(-1).float().cpu().numpy()
             lap("vocoder")
             yield assembler.push(wave, is_last)
         report(1.0, "done")
+
+    def sample_mel(self, condition: torch.Tensor, ref: ReferenceFeatures, settings: ConversionSettings, *,
+                   generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+                   on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """DiT Euler sampling of one window: source conditioning [1, T, D] after the reference prompt ->
+        the window's mel [1, n_mels, T] (fp32; the prompt frames cut off)."""
+        mu = torch.cat([ref.prompt_condition, condition], dim=1)
+        with self._autocast():
+            mel = self.model.cfm.inference(
+                mu, torch.tensor([mu.shape[1]], device=self.device), ref.prompt_mel, ref.style,
+                n_timesteps=int(settings.diffusion_steps), inference_cfg_rate=settings.inference_cfg_rate,
+                noise=noise, generator=generator, on_step=on_step)
+        return mel[:, :, ref.prompt_mel.shape[-1]:].float()
+
+    # ------------------------------------------------------------------ live input (modules/live.py)
+    def live_reference(self, wave: np.ndarray, prompt_seconds: float) -> ReferenceFeatures:
+        """The cached reference features with the prompt clipped to its first `prompt_seconds` (a short prompt
+        keeps each live window cheap); the style still comes from the whole (<= 25 s) reference."""
+        features = self.reference_features(wave)
+        frames = max(1, int(prompt_seconds * self.sample_rate / self.mel_params.hop_length))
+        return ReferenceFeatures(style=features.style, prompt_mel=features.prompt_mel[:, :, :frames],
+                                 prompt_condition=features.prompt_condition[:, :frames], f0=features.f0)
+
+    @torch.no_grad()
+    def convert_window(self, wave: np.ndarray, ref: ReferenceFeatures, settings: ConversionSettings, *,
+                       keep_samples: int, tail_samples: int, generator: torch.Generator | None = None) -> np.ndarray:
+        """One window of live input (float32 at the model rate) -> the `keep_samples` converted samples that end
+        `tail_samples` before the window's end. The whole window conditions the DiT (left context in front,
+        right context behind); only the mel frames covering the kept span, plus a margin, are vocoded."""
+        hop = self.mel_params.hop_length
+        mel = self.sample_mel(self.source_condition(wave, ref, settings), ref, settings, generator=generator)
+        start = wave.size - tail_samples - keep_samples                     # first kept input sample
+        first_frame = max(0, start // hop - LIVE_VOCODER_MARGIN_FRAMES)
+        last_frame = min(mel.shape[-1], -(-(start + keep_samples) // hop) + LIVE_VOCODER_MARGIN_FRAMES)
+        out = self.frontends.vocoder(mel[:, :, first_frame:last_frame], generator=generator).reshape(-1)
+        offset = start - first_frame * hop              # vocoded sample j is input sample first_frame * hop + j
+        out = out[offset: offset + keep_samples].float().cpu().numpy()
+        return np.pad(out, (0, keep_samples - out.size))
 
     def convert(self, source: str | Path | np.ndarray, reference: str | Path | np.ndarray,
                 settings: ConversionSettings = ConversionSettings(), **kwargs) -> ConversionResult:
@@ -367,8 +439,11 @@ def build_converter(config: str | Path | None = None, *, checkpoint: str | Path 
     cfg = load_config(config)
     f0_condition = bool(cfg["model_params"]["length_regulator"].get("f0_condition", False))
     if require_f0 is not None and require_f0 != f0_condition:
-        raise ConversionError(f"{config}: --f0-condition {str(require_f0).lower()} does not match this config "
-                              f"(length_regulator.f0_condition is {str(f0_condition).lower()})")
+        wanted = "an F0-conditioned (singing)" if require_f0 else "a speech (not F0-conditioned)"
+        raise ConversionError(f"{Path(str(config)).name} is not {wanted} model: its length_regulator.f0_condition "
+                              f"is {str(f0_condition).lower()}. Use a config of the other kind (inference.py: "
+                              f"--f0-condition {str(f0_condition).lower()}; app_svc.py for F0 models, app_vc.py "
+                              f"for speech)")
     dev = pick_device(device)
     autocast_dtype(precision, dev, fp16)  # refuse an unsupported precision before loading anything
 

@@ -16,11 +16,13 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from modules.errors import UserError
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-class PrecisionError(ValueError):
+class PrecisionError(UserError, ValueError):
     """The requested precision cannot run (well) on this device."""
 
 

@@ -18,10 +18,13 @@ from typing import Any, Callable, Mapping, TypeVar
 import torch
 import torch.nn as nn
 
+from modules.errors import UserError
+
 M = TypeVar("M", bound=nn.Module)
 
 
-class WeightsError(RuntimeError):
+
+class WeightsError(UserError, RuntimeError):
     """A weights file cannot be read, or its tensors do not fit the model."""
 
 

@@ -25,8 +25,13 @@ import numpy as np
 import torch
 
 from modules.atomic_io import atomic_write, fsync_directory
-from modules.checkpoint import (FINAL_CHECKPOINT_NAME, CheckpointError, read_checkpoint, select_run_checkpoint,
-                                training_checkpoints)
+from modules.checkpoint import (
+    FINAL_CHECKPOINT_NAME,
+    CheckpointError,
+    read_checkpoint,
+    select_run_checkpoint,
+    training_checkpoints,
+)
 from modules.model import PARTS
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from modules import hub
-from modules.atomic_io import atomic_write, remove_stale_temporaries
+from modules.atomic_io import atomic_write, ensure_writable_folder, remove_stale_temporaries
 from modules.checkpoint import FINAL_CHECKPOINT_NAME, checkpoint_name, load_model, read_checkpoint, run_directory
 from modules.config import ConfigError, MelParams, load_config
 from modules.model import PARTS
@@ -96,6 +96,7 @@ class Trainer:
         self.mel_params = MelParams.from_config(self.cfg)
         _check_options(options)
         find_audio_files(options.dataset_dir)   # a missing or empty folder fails now, before any model loads
+        ensure_writable_folder(self.run_dir, "the run directory (log_dir in the config, then --run-name)")
 
         wants_cpu = options.device is not None and options.device.startswith("cpu")
         # Class dropout and an F0-less length regulator leave some parameters without gradients on a step.

@@ -46,6 +46,7 @@ def test_precision_is_refused_where_it_cannot_run(monkeypatch):
 def test_cli_refuses_fp16_on_cpu_before_loading(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
     proc = subprocess.run([sys.executable, str(ROOT / "inference.py"), "--source", str(AUDIO / "s3p1.wav"),
+                           "--target", str(AUDIO / "s2p1.wav"), "--output", str(tmp_path / "out"),
                            "--config", str(write_tiny_config(tmp_path)), "--device", "cpu", "--precision", "fp16"],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and "fp16 needs a CUDA device" in proc.stderr

@@ -28,6 +28,7 @@ from modules.audio import AUDIO_EXTENSIONS
 from modules.config import ConfigError
 from modules.errors import UserError
 from modules.pipeline import ConversionSettings, build_converter, default_preset
+from modules.precision import PRECISIONS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,6 +47,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--semi-tone-shift", type=int, default=0)
     p.add_argument("--seed", type=int, default=None, help="seed for the sampler noise (reproducible output)")
     add_model_arguments(p, config_help="model config (.yml)", max_duration=None)
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="DiT and content-encoder precision (default: fp16 on CUDA with --fp16, else fp32); "
+                        "bf16 needs CUDA or a CPU with AVX512-BF16/AMX; trades accuracy for speed")
+    p.add_argument("--compile", action="store_true", help="torch.compile the DiT and the vocoder (first call slow)")
     return p.parse_args(argv)
 
 
@@ -129,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         converter = build_converter(args.config or (None if args.run_name else default_preset(args.f0_condition)),
                                     checkpoint=args.checkpoint, run_name=args.run_name, device=args.device,
                                     fp16=args.fp16, f0_extractor=args.f0_extractor,
-                                    max_source_seconds=args.max_duration, require_f0=args.f0_condition or None)
+                                    max_source_seconds=args.max_duration, require_f0=args.f0_condition or None,
+                                    precision=args.precision, compile=args.compile)
         reference_wave = converter.load(reference, "reference")   # decoded once for the whole batch
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

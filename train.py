@@ -43,6 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="autocast for the trained parts (fp16 needs CUDA)")
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    p.add_argument("--no-feature-cache", action="store_true",
+                   help="recompute the frozen front-end features at every step instead of caching them per clip "
+                        "in <run dir>/feature_cache")
     p.add_argument("--export", metavar="CHECKPOINT", default=None,
                    help="only write ft_model.pth ({'net': ...}) from this checkpoint, then exit")
     p.add_argument("--output", default=None, help="with --export: where to write (default: beside it)")
@@ -63,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             pretrained_ckpt=args.pretrained_ckpt, batch_size=args.batch_size, max_steps=args.max_steps,
             max_epochs=args.max_epochs, save_every=args.save_every, num_workers=args.num_workers,
             keep_checkpoints=args.keep_checkpoints, seed=args.seed, lr=args.lr,
-            mixed_precision=args.mixed_precision, device=args.device, show_progress=not args.no_progress)
+            mixed_precision=args.mixed_precision, device=args.device, show_progress=not args.no_progress,
+            feature_cache=not args.no_feature_cache)
         summary = Trainer(options).run()
     except UserError as e:   # setup: arguments, config, dataset, checkpoint, run directory
         print(f"error: {e}", file=sys.stderr)

@@ -3,7 +3,7 @@
 Whisper-small's encoder and XLS-R-300m (truncated to 12 layers, as the preset uses it) are built from their
 published dimensions; BigVGAN from configs/bigvgan/; HiFT from configs/hifigan.yml; RMVPE and CAM++ from
 their constructors. `speech_clips()` gives real speech from the fixture folder when it is there, else the
-tests' synthesized clips.
+tests' synthesized clips. `write_full_size_model()` writes them all to files in the official formats.
 """
 from __future__ import annotations
 
@@ -91,3 +91,56 @@ def speech_clips() -> list[Path]:
         return sorted((PARITY_DIR / "audio").glob("s*p*.wav"))
     from tiny import AUDIO
     return sorted(AUDIO.glob("s*p*.wav"))
+
+
+def write_full_size_model(folder: Path, preset: str) -> Path:
+    """The preset with every asset a local file of random full-size weights in the official format: a DiT
+    checkpoint ({'net': ...}), a Whisper-small directory (its 12-layer decoder included, as the hub's file has
+    it) or XLS-R-300m (all 24 layers, as the hub's), CAM++, RMVPE (F0 presets), and BigVGAN's directory
+    (config.json + weight-normed bigvgan_generator.pt) or HiFT. Returns the written YAML, so the benchmarks
+    load through exactly the code of a user's conversion (build_converter) or fine-tuning (train.py)."""
+    import yaml
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    from modules.config import load_config, preset_path
+    from modules.f0.rmvpe import E2E
+    from modules.model import build_model
+    from modules.vocoders import BigVGAN, build_hift
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = preset_path(preset)
+    cfg = load_config(path)
+    raw = yaml.safe_load(path.read_text())
+    mp = raw["model_params"]
+    torch.manual_seed(0)
+    torch.save({"net": {p: m.state_dict() for p, m in build_model(cfg).parts().items()}}, folder / "dit.pth")
+    raw["pretrained_model"] = str(folder / "dit.pth")
+
+    content_dir = folder / "content_encoder"
+    if mp["speech_tokenizer"]["type"] == "whisper":
+        WhisperModel(WhisperConfig(**{**WHISPER_SMALL, "decoder_layers": 12, "decoder_ffn_dim": 3072})
+                     ).save_pretrained(content_dir)
+        WhisperFeatureExtractor().save_pretrained(content_dir)
+    else:
+        model, extractor = xlsr_300m()
+        model.save_pretrained(content_dir)
+        extractor.save_pretrained(content_dir)
+    mp["speech_tokenizer"]["name"] = str(content_dir)
+    mp["style_encoder"]["campplus_path"] = str(save_campplus(folder / "campplus.bin"))
+    if mp["length_regulator"].get("f0_condition"):
+        torch.save(E2E(4, 1, (2, 2)).state_dict(), folder / "rmvpe.pt")
+        mp["f0_extractor"] = {"type": "rmvpe", "path": str(folder / "rmvpe.pt")}
+    if mp["vocoder"]["type"] == "bigvgan":
+        h = bigvgan_config(raw["preprocess_params"]["sr"])
+        vocoder_dir = folder / "bigvgan"
+        vocoder_dir.mkdir(exist_ok=True)
+        (vocoder_dir / "config.json").write_text(json.dumps(h))
+        torch.save({"generator": BigVGAN(h).state_dict()}, vocoder_dir / "bigvgan_generator.pt")
+        mp["vocoder"]["name"] = str(vocoder_dir)
+    else:
+        torch.save(build_hift(ROOT / "configs" / "hifigan.yml").state_dict(), folder / "hift.pt")
+        mp["vocoder"]["name"] = str(folder / "hift.pt")
+    raw["log_dir"] = str(folder / "runs")
+    out = folder / f"{preset}.yml"
+    out.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return out

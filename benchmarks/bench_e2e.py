@@ -1,29 +1,60 @@
 """End-to-end conversion benchmark: a 10 s source and a 5 s reference through each official preset at full
 size with random weights (no downloads), 10 steps, CFG 0.7, on CPU by default.
 
-    python benchmarks/bench_e2e.py [--steps 10] [--cfg 0.7] [--device cpu] [--preset NAME]
+    python benchmarks/bench_e2e.py [--steps 10] [--cfg 0.7] [--device cpu] [--preset NAME] [--repeat 3]
+                                   [--precision fp32 bf16] [--compile]
 
-Prints seconds per stage (load, content, style, F0, DiT, vocoder), total RTF, time to the first streamed chunk
-and peak RSS. Whisper-small / XLS-R-300m / RMVPE are built at their real sizes from their configs with random
-weights; FCPE uses its bundled weights.
+The models are written to files in the official formats first (benchmarks/_models.py) and loaded by
+modules.pipeline.build_converter, exactly as inference.py loads them. Each (preset, variant) runs in its own
+process, which converts `--repeat` times and prints, per stage, the min and median seconds (content, style,
+F0, DiT, vocoder, total), the RTF, the time to the first streamed chunk, RSS after loading and the peak RSS,
+the weights each model holds (MiB), the machine's measured fp32 (and bf16) GEMM throughput, and the DiT's
+FLOPs, so its fraction of that limit is visible. Variants other than fp32 also print their error against
+the fp32 output of the same process (mel max error on the first chunk, waveform SNR in dB).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-import _models  # noqa: E402  (needs the path above)
+import _models  # noqa: E402  (needs the paths above)
 
 PRESETS = ["config_dit_mel_seed_uvit_whisper_base_f0_44k", "config_dit_mel_seed_uvit_whisper_small_wavenet",
            "config_dit_mel_seed_uvit_xlsr_tiny"]
+STAGES = ("content", "style", "f0", "dit", "vocoder")
+
+
+def rss_gib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 2 ** 20
+    return float("nan")
+
+
+def gemm_gflops(dtype_name: str, n: int = 2048, repeat: int = 5) -> float:
+    """Best-of-`repeat` n x n x n matrix multiply throughput in GFLOP/s."""
+    import torch
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    best = min(_seconds(lambda: a @ b) for _ in range(repeat))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def _timed(fn, timings: dict, name: str):
@@ -63,13 +94,50 @@ def build_random_converter(preset: str, device: str, timings: dict):
     return VoiceConverter(config, model, frontends, device=device), time.perf_counter() - t0
 
 
-def run_one(preset: str, steps: int, cfg_rate: float, device: str) -> dict:
+def run_one(config: Path, steps: int, cfg_rate: float, device: str, precision: str, compile: bool,
+            repeat: int, output: Path) -> dict:
+    """One process: load, convert `repeat` times; the last output wave and first-chunk mel go to `output`."""
     import numpy as np
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
-    from modules.pipeline import ConversionSettings
+    from modules.pipeline import ConversionSettings, build_converter
+    try:
+        from modules.weights import weights_nbytes
+    except ImportError:  # an older checkout, for before/after figures
+        weights_nbytes = lambda m: sum(t.nbytes for t in list(m.parameters()) + list(m.buffers()))
+
+    t0 = time.perf_counter()
+    modes = {} if precision == "fp32" and not compile else {"precision": precision, "compile": compile}
+    engine = build_converter(config, device=device, **modes)
+    load_s = time.perf_counter() - t0
+    rss_after_load = rss_gib()
+    fe = engine.frontends
+    held = {"dit": weights_nbytes(engine.model), "content": weights_nbytes(fe.content),
+            "vocoder": weights_nbytes(fe.vocoder)}
+    for name, closure in (("style", fe.style), ("f0", fe.f0)):   # CAM++ and the F0 model sit in closures
+        for cell in getattr(closure, "__closure__", None) or ():
+            obj = cell.cell_contents
+            module = obj if isinstance(obj, torch.nn.Module) else getattr(obj, "model", None)
+            if isinstance(module, torch.nn.Module):
+                held[name] = weights_nbytes(module)
 
     timings: dict[str, float] = {}
-    engine, load_s = build_random_converter(preset, device, timings)
+    fe.content = _timed(fe.content, timings, "content")
+    fe.style = _timed(fe.style, timings, "style")
+    if fe.f0 is not None:
+        fe.f0 = _timed(fe.f0, timings, "f0")
+    calls: dict[str, list] = {}   # estimator input shapes -> [number of calls, the first call's inputs]
+
+    def record(module, inputs, output):
+        key = json.dumps([tuple(a.shape) if torch.is_tensor(a) else repr(a) for a in inputs])
+        calls.setdefault(key, [0, [a.clone() if torch.is_tensor(a) else a for a in inputs]])[0] += 1
+
+    hook = engine.model.cfm.estimator.register_forward_hook(record)
+    first_mels = []
+    vocoder = fe.vocoder
+    fe.vocoder = lambda mel, generator=None: (first_mels.append(mel.clone()), vocoder(mel, generator=generator))[1]
+
     sr = engine.sample_rate
     rng = np.random.default_rng(0)
     t = np.arange(10 * sr) / sr
@@ -77,19 +145,53 @@ def run_one(preset: str, steps: int, cfg_rate: float, device: str) -> dict:
               0.01 * rng.standard_normal(t.size)).astype(np.float32)
     reference = source[: 5 * sr] * 0.8
     settings = ConversionSettings(steps, 1.0, cfg_rate, seed=0)
-    stage: dict[str, float] = {}
-    start = time.perf_counter()
-    first_chunk = None
-    pieces = []
-    for piece in engine.convert_stream(source, reference, settings, timings=stage):
-        first_chunk = first_chunk or time.perf_counter() - start
-        pieces.append(piece)
-    total = time.perf_counter() - start
-    out_seconds = sum(map(len, pieces)) / sr
-    return {"preset": preset, "load_s": load_s, "content_s": timings.get("content", 0.0),
-            "style_s": timings.get("style", 0.0), "f0_s": timings.get("f0", 0.0), "dit_s": stage["dit"],
-            "vocoder_s": stage["vocoder"], "total_s": total, "rtf": total / out_seconds,
-            "first_chunk_s": first_chunk, "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    runs = []
+    wave = None
+    for _ in range(repeat):
+        timings.clear()
+        engine._reference_cache.clear()   # every repetition does the whole work
+        stage: dict[str, float] = {}
+        start = time.perf_counter()
+        first_chunk, pieces = None, []
+        for piece in engine.convert_stream(source, reference, settings, timings=stage):
+            first_chunk = first_chunk or time.perf_counter() - start
+            pieces.append(piece)
+        total = time.perf_counter() - start
+        wave = np.concatenate(pieces)
+        runs.append({**{k: timings.get(k, 0.0) for k in ("content", "style", "f0")}, "dit": stage["dit"],
+                     "vocoder": stage["vocoder"], "total": total, "first_chunk": first_chunk,
+                     "rtf": total / (len(wave) / sr)})
+    hook.remove()
+
+    # DiT FLOPs of one conversion: each distinct estimator input shape counted once, times its calls.
+    dit_flops = 0
+    estimator = getattr(engine.model.cfm.estimator, "_orig_mod", engine.model.cfm.estimator)
+    with torch.no_grad():
+        for n_calls, inputs in calls.values():
+            counter = FlopCounterMode(display=False)
+            with counter:
+                estimator(*inputs)
+            dit_flops += counter.get_total_flops() * n_calls / repeat
+    np.savez(output, wave=wave, mel=first_mels[0].float().cpu().numpy())
+    return {"load_s": load_s, "rss_after_load_gib": rss_after_load,
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
+            "held_mib": {k: v / 2 ** 20 for k, v in held.items()}, "runs": runs, "dit_gflop": dit_flops / 1e9,
+            "gemm_gflops": {"fp32": gemm_gflops("float32"), "bf16": gemm_gflops("bfloat16")}}
+
+
+def summarize(r: dict) -> str:
+    runs = r["runs"]
+    stat = lambda key: f"{min(x[key] for x in runs):.2f}/{statistics.median(x[key] for x in runs):.2f}"
+    dit_min = min(x["dit"] for x in runs)
+    dit_rate = r["dit_gflop"] / dit_min
+    held = " ".join(f"{k} {v:.0f}" for k, v in r["held_mib"].items())
+    return (f"  seconds min/median over {len(runs)}: " + " ".join(f"{k} {stat(k)}" for k in
+            ("content", "style", "f0", "dit", "vocoder", "total", "first_chunk")) + f"  RTF {stat('rtf')}\n"
+            f"  load {r['load_s']:.1f} s; RSS after load {r['rss_after_load_gib']:.2f} GiB, peak "
+            f"{r['peak_rss_gib']:.2f} GiB; weights held (MiB): {held} = {sum(r['held_mib'].values()) / 1024:.2f} GiB\n"
+            f"  GEMM fp32 {r['gemm_gflops']['fp32']:.0f} GFLOP/s, bf16 {r['gemm_gflops']['bf16']:.0f} GFLOP/s; "
+            f"DiT {r['dit_gflop']:.0f} GFLOP per conversion at {dit_rate:.0f} GFLOP/s = "
+            f"{dit_rate / r['gemm_gflops']['fp32']:.0%} of the fp32 GEMM rate")
 
 
 def main() -> None:
@@ -97,21 +199,42 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--cfg", type=float, default=0.7)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--preset", choices=PRESETS, help="run one preset in this process")
+    parser.add_argument("--preset", choices=PRESETS, action="append", help="presets to run (default: all)")
+    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--compile", action="store_true", help="also run each precision with --compile")
+    parser.add_argument("--repeat", type=int, default=3, help="conversions per process (min and median)")
+    parser.add_argument("--child", nargs=4, metavar=("CONFIG", "PRECISION", "COMPILE", "OUTPUT"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.preset:
-        print(json.dumps(run_one(args.preset, args.steps, args.cfg, args.device)))
+    if args.child:
+        config, precision, compile, output = args.child
+        print(json.dumps(run_one(Path(config), args.steps, args.cfg, args.device, precision, compile == "1",
+                                 args.repeat, Path(output))))
         return
-    print(f"10 s source, 5 s reference, {args.steps} steps, CFG {args.cfg}, device {args.device}, random weights")
-    cols = ["load_s", "content_s", "style_s", "f0_s", "dit_s", "vocoder_s", "total_s", "rtf", "first_chunk_s", "peak_rss_gib"]
-    print(f"{'preset':48s} " + " ".join(f"{c:>13s}" for c in cols))
-    for preset in PRESETS:
-        out = subprocess.run([sys.executable, __file__, "--preset", preset, "--steps", str(args.steps),
-                              "--cfg", str(args.cfg), "--device", args.device], check=True, capture_output=True,
-                             text=True).stdout
-        r = json.loads(out.strip().splitlines()[-1])
-        print(f"{preset:48s} " + " ".join(f"{r[c]:13.2f}" for c in cols))
-
+    print(f"10 s source, 5 s reference, {args.steps} steps, CFG {args.cfg}, device {args.device}, random weights, "
+          f"{args.repeat} conversions per process")
+    variants = [(p, c) for p in args.precision for c in ((False, True) if args.compile else (False,))]
+    if ("fp32", False) not in variants and len(variants) > 0:
+        variants.insert(0, ("fp32", False))   # the reference for the error figures
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in args.preset or PRESETS:
+            config = _models.write_full_size_model(Path(tmp) / preset, preset)
+            for precision, compile in variants:
+                output = Path(tmp) / f"{preset}_{precision}_{int(compile)}.npz"
+                out = subprocess.run([sys.executable, __file__, "--child", str(config), precision, str(int(compile)),
+                                      str(output), "--steps", str(args.steps), "--cfg", str(args.cfg), "--device",
+                                      args.device, "--repeat", str(args.repeat)], check=True, capture_output=True,
+                                     text=True).stdout
+                r = json.loads(out.strip().splitlines()[-1])
+                print(f"{preset} precision {precision}{' compiled' if compile else ''}")
+                print(summarize(r))
+                if (precision, compile) != ("fp32", False):
+                    import numpy as np
+                    a, b = np.load(Path(tmp) / f"{preset}_fp32_0.npz"), np.load(output)
+                    noise = np.sum((a["wave"] - b["wave"]) ** 2)
+                    snr = 10 * np.log10(np.sum(a["wave"] ** 2) / max(noise, 1e-30))
+                    print(f"  vs fp32: DiT mel max |error| {np.abs(a['mel'] - b['mel']).max():.3g} (first chunk), "
+                          f"waveform SNR {snr:.1f} dB")
 
 if __name__ == "__main__":
     main()

@@ -18,10 +18,10 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from modules.config import PRESETS_DIR, load_config
+from modules.config import PRESETS_DIR, ModelConfig, load_config
 from modules.errors import UserError
 from modules.model import PARTS, SeedVCModel
-from modules.weights import describe_diff, read_weights, state_dict_diff
+from modules.weights import assign_state, build_empty, describe_diff, read_weights, state_dict_diff
 
 log = logging.getLogger(__name__)
 
@@ -94,18 +94,35 @@ def guess_preset(net: Mapping[str, Mapping[str, torch.Tensor]]) -> str | None:
     return None
 
 
+def _as_state(checkpoint: str | Path | Mapping[str, Any], source: str | None) -> tuple[Mapping[str, Any], str]:
+    if isinstance(checkpoint, Mapping):
+        return checkpoint, source or "<checkpoint dict>"
+    return read_checkpoint(checkpoint), source or str(checkpoint)
+
+
+def load_model(config: Mapping | ModelConfig, checkpoint: str | Path | Mapping[str, Any], *, allow_partial: bool = False,
+               source: str | None = None) -> SeedVCModel:
+    """Build the model of `config` and load `checkpoint` into it (see load_model_weights), holding the weights
+    once: the model is built on the meta device and takes the checkpoint's (memory-mapped) tensors as its own.
+    A partial load needs initial values for the tensors it skips, so that model is built normally."""
+    state, source = _as_state(checkpoint, source)
+    model = build_empty(lambda: SeedVCModel(config))
+    if allow_partial and not _compare(model.parts(), network_state(state)).clean:
+        model = SeedVCModel(config)
+    load_model_weights(model, state, allow_partial=allow_partial, source=source)
+    return model
+
+
 def load_model_weights(model: SeedVCModel, checkpoint: str | Path | Mapping[str, Any], *,
                        allow_partial: bool = False, source: str | None = None) -> LoadReport:
     """Load `net` weights into `model.cfm` and `model.length_regulator`.
 
     Strict by default: any missing, unexpected or mis-shaped key raises one CheckpointError that lists them
     and names the official preset the checkpoint fits, if one does. With allow_partial=True (fine-tuning from
-    a different config) the matching tensors are loaded and the rest is skipped and reported.
+    a different config) the matching tensors are loaded and the rest is skipped and reported. A model built
+    on the meta device (load_model) takes the checkpoint's tensors themselves instead of copies.
     """
-    if isinstance(checkpoint, Mapping):
-        state, source = checkpoint, source or "<checkpoint dict>"
-    else:
-        state, source = read_checkpoint(checkpoint), source or str(checkpoint)
+    state, source = _as_state(checkpoint, source)
     net = network_state(state)
     parts = model.parts()
     report = _compare(parts, net)
@@ -122,7 +139,7 @@ def load_model_weights(model: SeedVCModel, checkpoint: str | Path | Mapping[str,
         own = module.state_dict()
         usable = {k: v for k, v in net.get(part, {}).items()
                   if k in own and f"{part}.{k}" not in skipped}
-        module.load_state_dict(usable, strict=not allow_partial)
+        assign_state(module, usable, strict=not allow_partial)
     if not report.clean:
         log.warning("%s: partial load, skipped:\n%s", source, report.describe())
     return report

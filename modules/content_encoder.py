@@ -43,8 +43,9 @@ class ContentEncoder(nn.Module):
         """One window of at most 30 s: [N] -> [1, T, dim]."""
         audio = [wave_16k.detach().float().cpu().numpy()]
         if self.kind == "whisper":
-            inputs = self.feature_extractor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt",
-                                            return_attention_mask=True)
+            with torch.autocast("cpu", enabled=False):  # the log-mel stays fp32 under a caller's bf16 autocast
+                inputs = self.feature_extractor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt",
+                                                return_attention_mask=True)
             # The log-mel covers a zero-padded 30 s window; keep the frames that cover the audio.
             features = self.model._mask_input_features(inputs.input_features, attention_mask=inputs.attention_mask)
             hidden = self.model.encoder(features.to(self.device, self.dtype), head_mask=None,
@@ -82,6 +83,35 @@ def _quiet_transformers():
         hf_logging.set_verbosity(previous)
 
 
+def _whisper_encoder_only(model_dir: Path):
+    """WhisperModel without its decoder, whose encoder takes its tensors straight from `model.safetensors`:
+    the decoder's tensors (more than half of the file) are never read. None when the directory holds no
+    safetensors file or its encoder keys differ (then transformers' own loading, with its key conversions,
+    is used)."""
+    from safetensors import safe_open
+    from transformers import WhisperConfig, WhisperModel
+
+    from modules.weights import assign_state, build_empty
+
+    weights = model_dir / "model.safetensors"
+    if not weights.is_file():
+        return None
+    model = build_empty(lambda: WhisperModel(WhisperConfig.from_pretrained(model_dir)))
+    del model.decoder
+    wanted = set(model.encoder.state_dict())
+    state = {}
+    with safe_open(str(weights), framework="pt") as f:
+        # WhisperModel files name keys encoder.*; WhisperForConditionalGeneration ones (openai/*) model.encoder.*
+        for key in f.keys():
+            name = key.removeprefix("model.")
+            if name.startswith("encoder.") and name[len("encoder."):] in wanted:
+                state[name[len("encoder."):]] = f.get_tensor(key)
+    if set(state) != wanted:
+        return None
+    assign_state(model.encoder, state)
+    return model if not any(t.is_meta for t in model.state_dict().values()) else None
+
+
 def load_content_encoder(speech_tokenizer: Mapping, model_dir: str | Path | None = None,
                          device: torch.device | str = "cpu") -> ContentEncoder:
     """Build the encoder a config's `speech_tokenizer` block names, from `model_dir` (default: its `name`)."""
@@ -92,9 +122,11 @@ def load_content_encoder(speech_tokenizer: Mapping, model_dir: str | Path | None
     source = str(model_dir or speech_tokenizer["name"])
     if kind == "whisper":
         from transformers import WhisperFeatureExtractor, WhisperModel
-        with _quiet_transformers():
-            model = WhisperModel.from_pretrained(source)
-        del model.decoder  # only the encoder is used
+        model = _whisper_encoder_only(Path(source)) if Path(source).is_dir() else None
+        if model is None:
+            with _quiet_transformers():
+                model = WhisperModel.from_pretrained(source)
+            del model.decoder  # only the encoder is used
         return ContentEncoder(kind, model, WhisperFeatureExtractor.from_pretrained(source), device)
     from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
     with _quiet_transformers():

@@ -26,13 +26,14 @@ import torch
 
 from modules import hub
 from modules.audio import AudioError, load_audio, mel_spectrogram, n_mel_frames
-from modules.checkpoint import load_model_weights, run_directory, select_run_checkpoint
+from modules.checkpoint import load_model, run_directory, select_run_checkpoint
 from modules.chunking import ChunkAssembler, ChunkPlan
 from modules.config import MelParams, load_config, preset_path
 from modules.content_encoder import load_content_encoder
 from modules.errors import UserError
 from modules.f0 import load_f0_extractor
-from modules.model import SeedVCModel, build_model
+from modules.model import SeedVCModel
+from modules.precision import autocast_dtype, compile_module
 from modules.resample import resample
 from modules.style_encoder import load_campplus, style_embedding
 from modules.vocoders import load_vocoder
@@ -179,7 +180,7 @@ def shift_source_f0(f0_source: torch.Tensor, f0_reference: torch.Tensor, auto_ad
 class VoiceConverter:
     def __init__(self, config: dict, model: SeedVCModel, frontends: Frontends, *, device: str | torch.device = "cpu",
                  fp16: bool = True, max_source_seconds: float | None = None, reference_cache_size: int = 8,
-                 description: dict | None = None):
+                 description: dict | None = None, precision: str | None = None, compile: bool = False):
         self.config = config
         self.model = model.eval()
         self.frontends = frontends
@@ -189,8 +190,14 @@ class VoiceConverter:
         self.f0_condition = bool(config["model_params"]["length_regulator"].get("f0_condition", False))
         if self.f0_condition and frontends.f0 is None:
             raise ConversionError("this model is F0-conditioned but no F0 extractor was given")
-        # fp16 autocast for the DiT only where it pays off (CUDA); the vocoder always runs in fp32.
-        self.fp16 = fp16 and self.device.type == "cuda"
+        # The DiT and the content encoder run under autocast in this dtype (None: fp32). By default fp16 on CUDA
+        # only, where it pays off; `precision` (fp32, bf16, fp16) overrides it. The vocoder always runs in fp32.
+        self.autocast_dtype = autocast_dtype(precision, self.device, fp16)
+        self.content_autocast = precision is not None  # by default the content encoder keeps its own dtype
+        if compile:
+            self.model.cfm.estimator = compile_module(self.model.cfm.estimator)
+            if frontends.vocoder is not None:
+                frontends.vocoder.generator = compile_module(frontends.vocoder.generator)
         self.max_source_seconds = max_source_seconds
         self.description = description or {}
         self._reference_cache: OrderedDict[str, ReferenceFeatures] = OrderedDict()
@@ -220,6 +227,16 @@ class VoiceConverter:
         return wave
 
     # ------------------------------------------------------------------ features
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                              enabled=self.autocast_dtype is not None)
+
+    def _content(self, wave_16k: torch.Tensor) -> torch.Tensor:
+        if not self.content_autocast:
+            return self.frontends.content(wave_16k)
+        with self._autocast():
+            return self.frontends.content(wave_16k).float()
+
     def _to_16k(self, wave: torch.Tensor) -> torch.Tensor:
         return resample(wave, self.sample_rate, FRONTEND_RATE)
 
@@ -234,7 +251,7 @@ class VoiceConverter:
         self.reference_cache_misses += 1
         ref = torch.from_numpy(wave).to(self.device)[None]                 # [1, N]
         ref_16k = self._to_16k(ref)
-        content = self.frontends.content(ref_16k[0])                       # [1, T_c, D_c]
+        content = self._content(ref_16k[0])                                # [1, T_c, D_c]
         prompt_mel = mel_spectrogram(ref, self.mel_params)                 # [1, n_mels, P]
         style = self.frontends.style(ref_16k[0])                           # [1, 192]
         f0 = None
@@ -253,7 +270,7 @@ class VoiceConverter:
         """[1, int(mel frames * length_adjust), D] conditioning for the source."""
         src = torch.from_numpy(wave).to(self.device)[None]
         src_16k = self._to_16k(src)
-        content = self.frontends.content(src_16k[0])
+        content = self._content(src_16k[0])
         n_frames = int(n_mel_frames(src.shape[-1], self.mel_params) * settings.length_adjust)
         f0 = None
         if self.f0_condition:
@@ -316,7 +333,7 @@ class VoiceConverter:
         """DiT Euler sampling of one window: source conditioning [1, T, D] after the reference prompt ->
         the window's mel [1, n_mels, T] (fp32; the prompt frames cut off)."""
         mu = torch.cat([ref.prompt_condition, condition], dim=1)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.fp16):
+        with self._autocast():
             mel = self.model.cfm.inference(
                 mu, torch.tensor([mu.shape[1]], device=self.device), ref.prompt_mel, ref.style,
                 n_timesteps=int(settings.diffusion_steps), inference_cfg_rate=settings.inference_cfg_rate,
@@ -399,12 +416,14 @@ def build_frontends(cfg: dict, device: torch.device, *, f0_extractor: str | None
 def build_converter(config: str | Path | None = None, *, checkpoint: str | Path | None = None,
                     run_name: str | None = None, run_dir: str | Path | None = None, device: str | None = None,
                     fp16: bool = True, f0_extractor: str | None = None, max_source_seconds: float | None = None,
-                    require_f0: bool | None = None, reference_cache_size: int = 8) -> VoiceConverter:
+                    require_f0: bool | None = None, reference_cache_size: int = 8, precision: str | None = None,
+                    compile: bool = False) -> VoiceConverter:
     """Build the engine once from a config plus a model source.
 
     The model source is, in order: `run_dir` (or `run_name` under the config's log_dir, default ./runs) through
     the run-directory rule; an explicit `checkpoint`; else the official checkpoint the config names (hub).
-    A config saved in the run directory is used when no `config` is given.
+    A config saved in the run directory is used when no `config` is given. `precision` and `compile` are the
+    opt-in speed modes of modules.precision.
     """
     state = None
     if run_name or run_dir:
@@ -426,15 +445,16 @@ def build_converter(config: str | Path | None = None, *, checkpoint: str | Path 
                               f"--f0-condition {str(f0_condition).lower()}; app_svc.py for F0 models, app_vc.py "
                               f"for speech)")
     dev = pick_device(device)
+    autocast_dtype(precision, dev, fp16)  # refuse an unsupported precision before loading anything
 
-    model = build_model(cfg)
     checkpoint = checkpoint if state is not None else hub.resolve_dit_checkpoint(config, checkpoint)
-    load_model_weights(model, state if state is not None else checkpoint, source=str(checkpoint))
-    model = model.to(dev).eval()
+    model = load_model(cfg, state if state is not None else checkpoint, source=str(checkpoint)).to(dev).eval()
+    del state  # the model holds the checkpoint's tensors; nothing else of it is needed
 
     frontends, f0_kind = build_frontends(cfg, dev, f0_extractor=f0_extractor)
     description = {"config": str(config), "checkpoint": str(checkpoint), "sample_rate": cfg["preprocess_params"]["sr"],
                    "device": str(dev), "f0_extractor": f0_kind}
     log.info("loaded %s", description)
     return VoiceConverter(cfg, model, frontends, device=dev, fp16=fp16, max_source_seconds=max_source_seconds,
-                          reference_cache_size=reference_cache_size, description=description)
+                          reference_cache_size=reference_cache_size, description=description, precision=precision,
+                          compile=compile)

@@ -99,8 +99,8 @@ def steps(run_dir: Path) -> dict[int, Path]:
 def test_fresh_run_layout_and_bad_files_are_reported(reference):
     names = sorted(p.name for p in reference.iterdir())
     assert names == ["DiT_epoch_00000_step_00002.pth", "DiT_epoch_00001_step_00004.pth",
-                     "DiT_epoch_00001_step_00006.pth", "DiT_epoch_00002_step_00008.pth", "ft_model.pth",
-                     "loss.png", "metrics.jsonl", "tiny_speech.yml"]
+                     "DiT_epoch_00001_step_00006.pth", "DiT_epoch_00002_step_00008.pth", "feature_cache",
+                     "ft_model.pth", "loss.png", "metrics.jsonl", "tiny_speech.yml"]
     state = read_checkpoint(steps(reference)[8])
     assert state["epoch"] == 2 and state["position"] == {"epoch": 2, "batch": 2}
     # The official layout, and what an exact continuation needs besides.
@@ -121,6 +121,45 @@ def test_bad_files_are_skipped_with_a_summary(reference_run):
                          ("not_audio.mp3", "not_audio.mp3")):
         assert any(name in line and reason in line for line in log.splitlines() if "WARNING" in line), name
     assert "6 usable clips (0.1 min); skipped 5: 2 unreadable, 1 silent, 1 too long, 1 too short" in log
+
+
+def test_feature_cache_gives_the_same_run_as_recomputing(workdir, reference_run):
+    """One entry per clip, computed in the first epoch and read afterwards; a run that recomputes the frozen
+    features at every step ends with the same tensors, bit for bit."""
+    reference, log = reference_run
+    (identity,) = list((reference / "feature_cache").iterdir())
+    assert len(list(identity.glob("*.pt"))) == 6
+    assert "6 clips read" not in log and "clips read, 6 computed" in log   # 8 steps x 2 items: 10 read
+    proc = train(workdir, "uncached", "--no-feature-cache")
+    assert proc.returncode == 0, proc.stderr
+    assert not (workdir / "runs" / "uncached" / "feature_cache").exists()
+    assert_same_training_state(steps(reference)[8], steps(workdir / "runs" / "uncached")[8])
+    assert losses(reference) == losses(workdir / "runs" / "uncached")
+
+
+def test_feature_cache_keys_follow_the_clip_and_the_front_ends(workdir, tmp_path):
+    from modules.config import load_config
+    from modules.training.feature_cache import FeatureCache, clip_hash, frontend_identity
+
+    wave = torch.linspace(-0.5, 0.5, 16000)
+    changed = wave.clone()
+    changed[100] += 1e-6
+    assert clip_hash(wave) == clip_hash(wave.clone()) != clip_hash(changed)
+    cfg = load_config(workdir / "tiny_speech.yml")
+    other = load_config(workdir / "tiny_speech.yml")
+    campplus = tmp_path / "campplus_copy.bin"
+    shutil.copy(cfg["model_params"]["style_encoder"]["campplus_path"], campplus)
+    other["model_params"]["style_encoder"]["campplus_path"] = str(campplus)
+    assert frontend_identity(cfg, "cpu", 22050) == frontend_identity(cfg, "cpu", 22050)
+    assert frontend_identity(cfg, "cpu", 22050) != frontend_identity(other, "cpu", 22050)
+    cache = FeatureCache(tmp_path, "x")
+    entry = {"content": torch.randn(1, 5, 3), "f0": None, "style": torch.randn(1, 192)}
+    cache.put(clip_hash(wave), entry)
+    got = cache.get(clip_hash(wave))
+    assert got["f0"] is None and all(torch.equal(got[k], entry[k]) for k in ("content", "style"))
+    assert cache.get(clip_hash(changed)) is None
+    (cache.directory / f"{clip_hash(wave)}.pt").write_bytes(b"damaged")
+    assert cache.get(clip_hash(wave)) is None   # a damaged entry is recomputed, not fatal
 
 
 def test_sigkill_at_random_moments_then_resume_is_bit_exact(workdir, reference):

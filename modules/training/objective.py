@@ -21,6 +21,7 @@ import torch.nn as nn
 from modules.pipeline import FRONTEND_RATE, Frontends
 from modules.resample import resample
 from modules.training.data import Batch
+from modules.training.feature_cache import FeatureCache, clip_hash
 
 # (wave [N] float32 at `sample_rate`, sample_rate) -> wave [N'] at the same rate, another speaker's timbre
 Augmentation = Callable[[torch.Tensor, int], torch.Tensor]
@@ -36,26 +37,42 @@ class FrozenFeatures:
     style: torch.Tensor                  # [B, 192]
 
 
+def _clip_features(wave: torch.Tensor, frontends: Frontends, sample_rate: int) -> dict[str, torch.Tensor | None]:
+    """The frozen models on one clip [N]: content [1, T_c, D], F0 [1, T_f0] (or None), style [1, 192]."""
+    wave_16k = resample(wave[None], sample_rate, FRONTEND_RATE)[0]
+    f0 = torch.from_numpy(frontends.f0(wave_16k)).to(wave.device)[None] if frontends.f0 is not None else None
+    return {"content": frontends.content(wave_16k), "f0": f0, "style": frontends.style(wave_16k)}
+
+
 @torch.no_grad()
 def frozen_features(batch: Batch, frontends: Frontends, sample_rate: int,
-                    augmentation: Augmentation | None = None) -> FrozenFeatures:
-    """Everything the frozen models contribute to a batch, item by item (no padding reaches them)."""
+                    augmentation: Augmentation | None = None, cache: FeatureCache | None = None) -> FrozenFeatures:
+    """Everything the frozen models contribute to a batch, item by item (no padding reaches them, and an item's
+    features do not depend on the rest of its batch, so cached and computed features are the same bits).
+
+    With `cache` and no augmentation, each clip's features are computed once and read back afterwards."""
     content, prompt_content, f0, style = [], [], [], []
     for wave, n in zip(batch.waves, batch.wave_lengths.tolist()):
         wave = wave[:n]
-        wave_16k = resample(wave[None], sample_rate, FRONTEND_RATE)[0]
-        original = frontends.content(wave_16k)
-        prompt_content.append(original)
+        entry = None
+        if cache is not None and augmentation is None:
+            key = clip_hash(wave)
+            entry = cache.get(key)
+            if entry is not None:
+                entry = {k: None if v is None else v.to(wave.device) for k, v in entry.items()}
+            else:
+                entry = _clip_features(wave, frontends, sample_rate)
+                cache.put(key, entry)
+        if entry is None:
+            entry = _clip_features(wave, frontends, sample_rate)
+        prompt_content.append(entry["content"])
         if augmentation is not None:
             shifted = augmentation(wave, sample_rate)
             content.append(frontends.content(resample(shifted[None], sample_rate, FRONTEND_RATE)[0]))
         else:
-            content.append(original)
-        if frontends.f0 is not None:
-            f0.append(torch.from_numpy(frontends.f0(wave_16k)).to(wave.device)[None])
-        else:
-            f0.append(None)
-        style.append(frontends.style(wave_16k))
+            content.append(entry["content"])
+        f0.append(entry["f0"])
+        style.append(entry["style"])
     return FrozenFeatures(content, prompt_content, f0, torch.cat(style))
 
 

@@ -21,17 +21,12 @@ from tqdm import tqdm
 
 from modules import hub
 from modules.atomic_io import atomic_write, ensure_writable_folder, remove_stale_temporaries
-from modules.checkpoint import (
-    FINAL_CHECKPOINT_NAME,
-    checkpoint_name,
-    load_model_weights,
-    read_checkpoint,
-    run_directory,
-)
+from modules.checkpoint import FINAL_CHECKPOINT_NAME, checkpoint_name, load_model, read_checkpoint, run_directory
 from modules.config import ConfigError, MelParams, load_config
-from modules.model import PARTS, build_model
+from modules.model import PARTS
 from modules.pipeline import build_frontends, pick_device
 from modules.training.data import ClipDataset, DataPosition, EpochSchedule, collate, find_audio_files, scan_dataset
+from modules.training.feature_cache import FeatureCache, frontend_identity
 from modules.training.metrics import MetricsLog, plot_loss_curve
 from modules.training.objective import Augmentation, FlowMatchingLoss, draw_prompt_lengths, frozen_features
 from modules.training.state import (
@@ -75,6 +70,7 @@ class TrainingOptions:
     mixed_precision: str = "no"     # no | fp16 | bf16
     device: str | None = None
     show_progress: bool = True
+    feature_cache: bool = True      # cache frozen front-end features in the run directory (no augmentation)
 
 
 @dataclass
@@ -174,13 +170,13 @@ class Trainer:
             log.warning("--seed %d ignored: this run continues with its saved seed %d", opts.seed, seed)
         _seed_everything(seed + self.rank)
 
-        model = build_model(self.cfg)
+        # Built on the meta device and filled with the checkpoint's tensors (one copy of the weights).
         if state is not None:
-            load_model_weights(model, state, source=str(resumed_from))
+            model = load_model(self.cfg, state, source=str(resumed_from))
             log.info("resuming %s from %s (step %d, epoch %d)", self.run_dir, resumed_from.name, step, position.epoch)
         else:
             pretrained = hub.resolve_dit_checkpoint(self.config_path, opts.pretrained_ckpt)
-            load_model_weights(model, pretrained)
+            model = load_model(self.cfg, pretrained)
             log.info("fine-tuning from %s", pretrained)
         model = model.to(self.device)
 
@@ -190,6 +186,10 @@ class Trainer:
             return TrainingSummary(self.run_dir, step, position.epoch, exported, resumed_from, 0)
 
         frontends, _ = build_frontends(self.cfg, self.device, vocoder=False)
+        cache = None
+        if opts.feature_cache and self.augmentation is None:
+            cache = FeatureCache(self.run_dir, frontend_identity(self.cfg, self.device, self.mel_params.sampling_rate),
+                                 clean=self.is_main)
         files: list = [None]
         skipped = 0
         if self.is_main:
@@ -221,7 +221,7 @@ class Trainer:
                 batch = next(batches)
                 batch.waves, batch.mels = batch.waves.to(self.device), batch.mels.to(self.device)
                 batch.mel_lengths = batch.mel_lengths.to(self.device)
-                features = frozen_features(batch, frontends, self.mel_params.sampling_rate, self.augmentation)
+                features = frozen_features(batch, frontends, self.mel_params.sampling_rate, self.augmentation, cache)
                 prompt_lengths = draw_prompt_lengths(batch.mel_lengths)
                 with autocast:
                     loss = trainable(batch.mels, batch.mel_lengths, prompt_lengths, features)
@@ -246,6 +246,8 @@ class Trainer:
             bar.close()
             if metrics:
                 metrics.close()
+            if cache is not None:
+                log.info("feature cache %s: %d clips read, %d computed", cache.directory, cache.hits, cache.misses)
         exported = self._export(model) if self.is_main else None
         self.accelerator.wait_for_everyone()
         return TrainingSummary(self.run_dir, step, position.epoch, exported, resumed_from, skipped)

@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from modules.weight_norm import fold_weight_norm, legacy_weight_norm
-from modules.weights import load_state_strict, read_weights
+from modules.weight_norm import fold_weight_norm_state, legacy_weight_norm
+from modules.weights import assign_state, build_empty, check_state_strict, read_weights
 
 
 def kaiser_sinc_filter(cutoff: float, half_width: float, kernel_size: int) -> torch.Tensor:
@@ -42,6 +42,19 @@ class UpSample1d(nn.Module):
         self.crop_left = self.pad * ratio + (kernel_size - ratio) // 2
         self.crop_right = self.pad * ratio + (kernel_size - ratio + 1) // 2
         self.register_buffer("filter", kaiser_sinc_filter(0.5 / ratio, 0.6 / ratio, kernel_size))
+        self._phase_weights: dict = {}
+
+    def phase_weight(self, channels: int, dtype: torch.dtype) -> torch.Tensor:
+        """[C * r, 1, taps] grouped-conv weight of the r polyphase filters, gain r included (exact: r is 2).
+        Built once per (channels, dtype, device), not at every call."""
+        key = (channels, dtype, self.filter.device)
+        weight = self._phase_weights.get(key)
+        if weight is None:
+            r, taps = self.ratio, self.filter.shape[-1] // self.ratio
+            phases = self.filter.view(taps, r).t().flip(-1)           # [r, taps]: phase p, tap order for conv1d
+            weight = (r * phases).repeat(channels, 1)[:, None, :].to(dtype).contiguous()
+            self._phase_weights = {key: weight}                       # one entry: the filter never changes
+        return weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, C, T] -> [B, C, ratio * T]: zero-stuffing followed by the low-pass, done in polyphase form.
@@ -51,11 +64,10 @@ class UpSample1d(nn.Module):
         """
         B, C, _ = x.shape
         r, taps = self.ratio, self.filter.shape[-1] // self.ratio
-        x = F.pad(x, (self.pad, self.pad), mode="replicate")
-        phases = self.filter.view(taps, r).t().flip(-1)               # [r, taps]: phase p, tap order for conv1d
-        weight = phases.repeat(C, 1)[:, None, :].to(x.dtype)          # [C * r, 1, taps]
-        y = F.conv1d(F.pad(x, (taps - 1, taps - 1)), weight, groups=C)  # [B, C * r, L]
-        y = r * y.view(B, C, r, -1).transpose(2, 3).reshape(B, C, -1)  # interleave the phases
+        # replicate padding by `pad`, then zeros by taps - 1, in one padded copy
+        x = F.pad(F.pad(x, (self.pad, self.pad), mode="replicate"), (taps - 1, taps - 1))
+        y = F.conv1d(x, self.phase_weight(C, x.dtype), groups=C)                # [B, C * r, L]
+        y = y.view(B, C, r, -1).transpose(2, 3).reshape(B, C, -1)            # interleave the phases
         return y[..., self.crop_left: -self.crop_right]
 
 
@@ -95,7 +107,9 @@ class SnakeBeta(nn.Module):
         alpha, beta = self.alpha[None, :, None], self.beta[None, :, None]
         if self.log_scale:
             alpha, beta = alpha.exp(), beta.exp()
-        return x + (1.0 / (beta + 1e-9)) * torch.sin(x * alpha).pow(2)
+        # x + sin(alpha x)^2 / beta in three passes over x (mul, sin, square in place, fused multiply-add)
+        # instead of five, with one temporary instead of four.
+        return torch.addcmul(x, torch.sin(x * alpha).square_(), 1.0 / (beta + 1e-9))
 
 
 class AntiAliasedActivation(nn.Module):
@@ -178,8 +192,12 @@ def load_bigvgan(model_dir: str | Path | None = None, *, config_path: str | Path
     weights_path = Path(weights_path or Path(model_dir) / "bigvgan_generator.pt")
     with open(config_path, encoding="utf-8") as f:
         h = json.load(f)
-    model = BigVGAN(h)
-    state = read_weights(weights_path, "BigVGAN generator")
+    # Built on the meta device; the weight norm is folded in the loaded state dict pair by pair and the
+    # model takes the folded tensors, so neither a second copy nor both weight forms are ever held.
+    model = build_empty(lambda: BigVGAN(h))
+    state = read_weights(weights_path, "BigVGAN generator", mmap=False)
     state = state.get("generator", state) if isinstance(state, Mapping) else state
-    load_state_strict(model, state, "BigVGAN", str(weights_path))
-    return fold_weight_norm(model).to(device).eval()
+    check_state_strict(model, state, "BigVGAN", str(weights_path))
+    fold_weight_norm_state(model, state)
+    assign_state(model, state)
+    return model.to(device).eval()

@@ -1,0 +1,100 @@
+"""Tiny models for the simulated-accelerator tests, one per kind of model the project serves.
+
+    speech         22.05 kHz WaveNet-head DiT, Whisper, BigVGAN        (tiny.py's speech config)
+    singing_fcpe   44.1 kHz F0 DiT, Whisper, FCPE, BigVGAN             (tiny.py's singing config)
+    singing_rmvpe  the same with RMVPE (random weights at its real size: it has no small variant)
+    xlsr_hift      the XLS-R + HiFT real-time preset, shrunk, with random weights made here
+
+RMVPE weights are too large to write for every test run (90 M parameters), so `rmvpe_from_random_weights`
+replaces only the weights file reader; the extractor class, its device handling and the pipeline are real.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import yaml
+
+from modules.config import PRESETS_DIR
+from modules.model import build_model
+from tiny import AUDIO, write_tiny_config
+
+KINDS = ("speech", "singing_fcpe", "singing_rmvpe", "xlsr_hift")
+XLSR_PRESET = PRESETS_DIR / "config_dit_mel_seed_uvit_xlsr_tiny.yml"
+# The shrunk sizes of the fixture's xlsr_tiny model, so the DiT runs in milliseconds.
+XLSR_DIT = {"hidden_dim": 64, "num_heads": 4, "depth": 3, "content_dim": 64}
+XLSR_HIDDEN = 32
+
+
+def _save_yaml(cfg: dict, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def _tiny_xlsr(directory: Path) -> Path:
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+    torch.manual_seed(0)
+    model = Wav2Vec2Model(Wav2Vec2Config(
+        hidden_size=XLSR_HIDDEN, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
+        do_stable_layer_norm=True, conv_bias=True))
+    model.save_pretrained(directory)
+    Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(directory)
+    return directory
+
+
+def _xlsr_hift_config(directory: Path) -> Path:
+    from modules.config import load_config
+    from modules.vocoders import build_hift
+    from modules.hub import HIFIGAN_CONFIG
+
+    cfg = load_config(XLSR_PRESET)
+    mp = cfg["model_params"]
+    mp["DiT"].update(XLSR_DIT)
+    mp["length_regulator"].update(channels=64, in_channels=XLSR_HIDDEN)
+    mp["speech_tokenizer"].update(name=str(_tiny_xlsr(directory / "xlsr_tiny")), output_layer=2)
+    speech = yaml.safe_load(write_tiny_config(directory, "speech").read_text())
+    mp["style_encoder"]["campplus_path"] = speech["model_params"]["style_encoder"]["campplus_path"]
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    torch.save({"net": {part: module.state_dict() for part, module in model.parts().items()}},
+               directory / "xlsr_dit.pth")
+    cfg["pretrained_model"] = str(directory / "xlsr_dit.pth")
+    torch.save(build_hift(HIFIGAN_CONFIG).state_dict(), directory / "hift.pt")
+    mp["vocoder"]["name"] = str(directory / "hift.pt")
+    return _save_yaml(cfg, directory / "tiny_xlsr_hift.yml")
+
+
+def write_device_configs(directory: Path) -> dict[str, Path]:
+    """One offline YAML per kind in KINDS."""
+    directory = Path(directory)
+    singing = write_tiny_config(directory, "singing")
+    cfg = yaml.safe_load(singing.read_text())
+    (directory / "rmvpe.pt").write_bytes(b"")   # a placeholder: see rmvpe_from_random_weights
+    cfg["model_params"]["f0_extractor"] = {"type": "rmvpe", "path": str(directory / "rmvpe.pt")}
+    return {"speech": write_tiny_config(directory, "speech"), "singing_fcpe": singing,
+            "singing_rmvpe": _save_yaml(cfg, directory / "tiny_singing_rmvpe.yml"),
+            "xlsr_hift": _xlsr_hift_config(directory)}
+
+
+def rmvpe_from_random_weights(monkeypatch) -> None:
+    """Make every RMVPE load in this test build E2E with seeded random weights instead of reading rmvpe.pt."""
+    from modules.f0 import rmvpe
+    monkeypatch.setattr(rmvpe, "read_weights", lambda path: _random_rmvpe_state())
+
+
+def _random_rmvpe_state() -> dict:
+    from modules.f0.rmvpe import E2E
+    torch.manual_seed(0)
+    return E2E(4, 1, (2, 2)).state_dict()
+
+
+def short_clip(directory: Path, name: str, seconds: float, offset: float = 0.0) -> Path:
+    """`seconds` of a test clip (from `offset`), written as a WAV in `directory`."""
+    wave, rate = sf.read(AUDIO / name, dtype="float32", always_2d=True)
+    start = int(offset * rate)
+    path = Path(directory) / f"{Path(name).stem}_{seconds:g}s.wav"
+    sf.write(path, np.ascontiguousarray(wave[start: start + int(seconds * rate)]), rate)
+    return path

@@ -1,11 +1,14 @@
 """End-to-end conversion benchmark: a 10 s source and a 5 s reference through each official preset at full
 size with random weights (no downloads), 10 steps, CFG 0.7, on CPU by default.
 
-    python benchmarks/bench_e2e.py [--steps 10] [--cfg 0.7] [--device cpu] [--preset NAME]
+    python benchmarks/bench_e2e.py [--steps 10] [--cfg 0.7] [--device cpu] [--fp16 true] [--preset NAME]
+                                   [--seconds 10] [--reference-seconds 5]
 
-Prints seconds per stage (load, content, style, F0, DiT, vocoder), total RTF, time to the first streamed chunk
-and peak RSS. Whisper-small / XLS-R-300m / RMVPE are built at their real sizes from their configs with random
-weights; FCPE uses its bundled weights.
+Prints seconds per stage (load, content, style, F0, DiT, vocoder), total RTF, time to the first streamed chunk,
+peak RSS and, on CUDA, torch.cuda.max_memory_allocated. On CUDA and MPS the device is synchronised before every
+clock read, so each stage is charged its own queued work, and one short conversion warms the device up first.
+Whisper-small / XLS-R-300m / RMVPE are built at their real sizes with random weights (benchmarks/full_size.py);
+FCPE uses its bundled weights.
 """
 from __future__ import annotations
 
@@ -15,79 +18,71 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import full_size
+
 PRESETS = ["config_dit_mel_seed_uvit_whisper_base_f0_44k", "config_dit_mel_seed_uvit_whisper_small_wavenet",
            "config_dit_mel_seed_uvit_xlsr_tiny"]
+COLUMNS = ["load_s", "content_s", "style_s", "f0_s", "dit_s", "vocoder_s", "total_s", "rtf", "first_chunk_s",
+           "peak_rss_gib", "max_alloc_gib"]
 
 
-def _timed(fn, timings: dict, name: str):
+def _timed(fn, timings: dict, name: str, device):
+    from modules.devices import synchronize
+
     def wrapper(*args, **kwargs):
+        synchronize(device)
         start = time.perf_counter()
         out = fn(*args, **kwargs)
+        synchronize(device)
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
         return out
     return wrapper
 
 
-def run_one(preset: str, steps: int, cfg_rate: float, device: str) -> dict:
+def run_one(preset: str, steps: int, cfg_rate: float, device: str, fp16: bool = True, seconds: float = 10.0,
+            reference_seconds: float = 5.0) -> dict:
     import numpy as np
     import torch
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model, WhisperConfig, \
-        WhisperFeatureExtractor, WhisperModel
 
     from modules.config import load_config, preset_path
-    from modules.content_encoder import ContentEncoder
-    from modules.f0.rmvpe import E2E, RMVPE
+    from modules.devices import peak_memory_bytes
     from modules.model import build_model
-    from modules.pipeline import ConversionSettings, Frontends, VoiceConverter
-    from modules.style_encoder import CAMPPlus, style_embedding
-    from modules.vocoders import BigVGAN, Vocoder, build_hift
-    from modules.weight_norm import fold_weight_norm
+    from modules.pipeline import (
+        F0_THRESHOLD,
+        CampplusStyle,
+        ConversionSettings,
+        Frontends,
+        ThresholdedF0,
+        VoiceConverter,
+    )
 
     torch.manual_seed(0)
+    dev = torch.device(device)
     t0 = time.perf_counter()
     config = load_config(preset_path(preset))
     mp = config["model_params"]
-    model = build_model(config).eval()
-    if mp["speech_tokenizer"]["type"] == "whisper":  # whisper-small encoder dimensions
-        whisper = WhisperModel(WhisperConfig(d_model=768, encoder_layers=12, encoder_attention_heads=12,
-                                             decoder_layers=1, encoder_ffn_dim=3072, num_mel_bins=80))
-        del whisper.decoder
-        content = ContentEncoder("whisper", whisper, WhisperFeatureExtractor(), device)
-    else:  # xls-r-300m truncated to 12 layers
-        xlsr = Wav2Vec2Model(Wav2Vec2Config(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                                            intermediate_size=4096, feat_extract_norm="layer", conv_bias=True,
-                                            do_stable_layer_norm=True))
-        xlsr.encoder.layers = xlsr.encoder.layers[:12]
-        content = ContentEncoder("xlsr", xlsr, Wav2Vec2FeatureExtractor(return_attention_mask=True), device)
-    campplus = CAMPPlus().eval().to(device)
-    if mp["vocoder"]["type"] == "bigvgan":
-        sr = config["preprocess_params"]["sr"]
-        manifest = "bigvgan_44k_full.json" if sr == 44100 else "bigvgan_22k_full.json"
-        h = json.loads((ROOT.parent / "shared/fixtures/parity/manifests" / manifest).read_text())["config"]
-        vocoder = Vocoder(fold_weight_norm(BigVGAN(h)).eval().to(device))
-    else:
-        vocoder = Vocoder(fold_weight_norm(build_hift(ROOT / "configs" / "hifigan.yml")).eval().to(device))
-    timings: dict[str, float] = {}
-    f0 = None
-    if mp["length_regulator"].get("f0_condition"):
-        rmvpe = RMVPE(E2E(4, 1, (2, 2)).eval(), device)
-        f0 = _timed(lambda w: rmvpe.extract(w, threshold=0.03), timings, "f0")
-    frontends = Frontends(content=_timed(content, timings, "content"),
-                          style=_timed(lambda w: style_embedding(campplus, w), timings, "style"),
-                          vocoder=vocoder, f0=f0)
-    engine = VoiceConverter(config, model, frontends, device=device)
+    f0 = ThresholdedF0(full_size.rmvpe(device), F0_THRESHOLD) if mp["length_regulator"].get("f0_condition") else None
+    frontends = Frontends(content=full_size.content_encoder(mp["speech_tokenizer"]["type"], device, fp16),
+                          style=CampplusStyle(full_size.campplus(device)), vocoder=full_size.vocoder_for(config, device),
+                          f0=f0)
+    engine = VoiceConverter(config, build_model(config), frontends, device=device, fp16=fp16)  # moves the DiT
     load_s = time.perf_counter() - t0
 
     sr = engine.sample_rate
     rng = np.random.default_rng(0)
-    t = np.arange(10 * sr) / sr
+    t = np.arange(int(seconds * sr)) / sr
     source = (0.3 * np.sin(2 * np.pi * 180 * t * (1 + 0.1 * np.sin(2 * np.pi * 0.5 * t))) +
               0.01 * rng.standard_normal(t.size)).astype(np.float32)
-    reference = source[: 5 * sr] * 0.8
+    reference = source[: int(reference_seconds * sr)] * 0.8
+    if dev.type != "cpu":  # kernel selection and allocator growth, not counted
+        engine.convert(source[: 2 * sr], reference[: 2 * sr], ConversionSettings(1, 1.0, cfg_rate, seed=0))
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+    timings: dict[str, float] = {}
+    for role in ("content", "style", "f0"):
+        if getattr(frontends, role) is not None:
+            setattr(frontends, role, _timed(getattr(frontends, role), timings, role, dev))
     settings = ConversionSettings(steps, 1.0, cfg_rate, seed=0)
     stage: dict[str, float] = {}
     start = time.perf_counter()
@@ -98,10 +93,13 @@ def run_one(preset: str, steps: int, cfg_rate: float, device: str) -> dict:
         pieces.append(piece)
     total = time.perf_counter() - start
     out_seconds = sum(map(len, pieces)) / sr
-    return {"preset": preset, "load_s": load_s, "content_s": timings.get("content", 0.0),
-            "style_s": timings.get("style", 0.0), "f0_s": timings.get("f0", 0.0), "dit_s": stage["dit"],
-            "vocoder_s": stage["vocoder"], "total_s": total, "rtf": total / out_seconds,
-            "first_chunk_s": first_chunk, "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    peak = peak_memory_bytes(dev)
+    return {"preset": preset, "device": device, "fp16": engine.fp16, "load_s": load_s,
+            "content_s": timings.get("content", 0.0), "style_s": timings.get("style", 0.0),
+            "f0_s": timings.get("f0", 0.0), "dit_s": stage["dit"], "vocoder_s": stage["vocoder"], "total_s": total,
+            "rtf": total / out_seconds, "first_chunk_s": first_chunk,
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            "max_alloc_gib": None if peak is None else peak / 2**30}
 
 
 def main() -> None:
@@ -109,20 +107,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--cfg", type=float, default=0.7)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--fp16", default="true", choices=("true", "false"),
+                        help="fp16 autocast for the DiT and fp16 content encoder on CUDA")
+    parser.add_argument("--seconds", type=float, default=10.0, help="source length")
+    parser.add_argument("--reference-seconds", type=float, default=5.0)
     parser.add_argument("--preset", choices=PRESETS, help="run one preset in this process")
     args = parser.parse_args()
+    options = ["--steps", str(args.steps), "--cfg", str(args.cfg), "--device", args.device, "--fp16", args.fp16,
+               "--seconds", str(args.seconds), "--reference-seconds", str(args.reference_seconds)]
     if args.preset:
-        print(json.dumps(run_one(args.preset, args.steps, args.cfg, args.device)))
+        print(json.dumps(run_one(args.preset, args.steps, args.cfg, args.device, args.fp16 == "true", args.seconds,
+                                 args.reference_seconds)))
         return
-    print(f"10 s source, 5 s reference, {args.steps} steps, CFG {args.cfg}, device {args.device}, random weights")
-    cols = ["load_s", "content_s", "style_s", "f0_s", "dit_s", "vocoder_s", "total_s", "rtf", "first_chunk_s", "peak_rss_gib"]
-    print(f"{'preset':48s} " + " ".join(f"{c:>13s}" for c in cols))
+    print(f"{args.seconds:g} s source, {args.reference_seconds:g} s reference, {args.steps} steps, CFG {args.cfg}, "
+          f"device {args.device}, fp16 {args.fp16}, random weights")
+    print(f"{'preset':48s} " + " ".join(f"{c:>13s}" for c in COLUMNS))
     for preset in PRESETS:
-        out = subprocess.run([sys.executable, __file__, "--preset", preset, "--steps", str(args.steps),
-                              "--cfg", str(args.cfg), "--device", args.device], check=True, capture_output=True,
-                             text=True).stdout
+        out = subprocess.run([sys.executable, __file__, "--preset", preset, *options], check=True,
+                             stdout=subprocess.PIPE, text=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
-        print(f"{preset:48s} " + " ".join(f"{r[c]:13.2f}" for c in cols))
+        print(f"{preset:48s} " + " ".join(f"{r[c]:13.2f}" if r[c] is not None else f"{'-':>13s}" for c in COLUMNS))
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ import numpy as np
 import soundfile as sf
 import torch
 import yaml
+from tiny import AUDIO, write_tiny_config
 
 from modules.config import PRESETS_DIR
 from modules.model import build_model
-from tiny import AUDIO, write_tiny_config
 
 KINDS = ("speech", "singing_fcpe", "singing_rmvpe", "xlsr_hift")
 XLSR_PRESET = PRESETS_DIR / "config_dit_mel_seed_uvit_xlsr_tiny.yml"
@@ -47,8 +47,8 @@ def _tiny_xlsr(directory: Path) -> Path:
 
 def _xlsr_hift_config(directory: Path) -> Path:
     from modules.config import load_config
-    from modules.vocoders import build_hift
     from modules.hub import HIFIGAN_CONFIG
+    from modules.vocoders import build_hift
 
     cfg = load_config(XLSR_PRESET)
     mp = cfg["model_params"]

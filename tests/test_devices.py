@@ -12,10 +12,21 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-
-from device_models import KINDS, rmvpe_from_random_weights, short_clip, write_device_configs
+from device_models import (
+    KINDS,
+    rmvpe_from_random_weights,
+    short_clip,
+    write_device_configs,
+)
 from fake_device import SimTensor, simulated_device
-from modules.pipeline import ConversionError, ConversionSettings, VoiceConverter, build_converter, build_frontends
+
+from modules.pipeline import (
+    ConversionError,
+    ConversionSettings,
+    VoiceConverter,
+    build_converter,
+    build_frontends,
+)
 
 DEVICES = ("cuda", "mps")
 STEPS = 3
@@ -34,12 +45,13 @@ def clips(tmp_path_factory) -> dict:
 
 
 def on_device(tensor: torch.Tensor) -> bool:
-    return isinstance(tensor, SimTensor)
+    """On the (simulated or, with SEEDVC_REAL_DEVICE=1, real) accelerator."""
+    return isinstance(tensor, SimTensor) or tensor.device.type != "cpu"
 
 
 def off_device_tensors(converter: VoiceConverter) -> list[str]:
     """Names of every parameter and buffer of the DiT and of every front-end that is not on the device."""
-    modules = {"model": converter.model, **getattr(converter.frontends, "modules", dict)()}
+    modules = {"model": converter.model, **converter.frontends.modules()}
     return [f"{role}.{name}" for role, module in modules.items()
             for name, t in [*module.named_parameters(), *module.named_buffers()] if not on_device(t)]
 
@@ -151,3 +163,11 @@ def test_singing_app_stream_and_batch_endpoints_on_simulated_cuda(configs, clips
     assert streamed[-1][2] is not None and all(chunk is not None for _, chunk, _ in streamed[:-1])
     assert [row[1] for row in rows] == ["ok", "ok"] and len(files) == 2
     assert any(what.startswith("autocast(cuda, float16, enabled=True") for what, _ in sim.events)
+
+
+@pytest.mark.parametrize("kind", ["speech", "xlsr_hift"])
+def test_fp16_false_keeps_the_content_encoder_in_float32_on_cuda(kind, configs):
+    with simulated_device("cuda"):
+        converter = build_converter(configs[kind], device="cuda", fp16=False)
+    assert not converter.fp16
+    assert {p.dtype for p in converter.frontends.content.parameters()} == {torch.float32}

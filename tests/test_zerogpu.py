@@ -9,8 +9,6 @@ for a GPU for `duration` seconds before running in a forked GPU worker. Here the
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,9 +16,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from gradio_client import Client, handle_file
-
 from device_models import short_clip
+from gradio_client import Client, handle_file
 from test_apps import Server
 from tiny import write_tiny_config
 
@@ -91,8 +88,7 @@ def test_space_builds_the_converter_for_cuda(space):
 
 
 def test_conversion_asks_zerogpu_for_a_duration_from_its_inputs(space):
-    from modules.pipeline import ConversionSettings
-    from modules.ui import gpu_seconds
+    from modules.zerogpu import gpu_seconds
 
     server, api, work = space
     client = Client(server.url, verbose=False)
@@ -104,6 +100,6 @@ def test_conversion_asks_zerogpu_for_a_duration_from_its_inputs(space):
             client.predict(handle_file(str(source)), reference, "default", steps, 1.0, 0.7, True, 0, "default", 0,
                            api_name="/convert")
         asked.append((float(source.stem.split("_")[-1][:-1]), steps))
-    expected = [gpu_seconds(seconds, ConversionSettings(steps)) for seconds, steps in asked]
+    expected = [gpu_seconds(seconds, steps) for seconds, steps in asked]
     assert api.scheduled_durations() == expected
     assert expected[0] < expected[1] < expected[2]

@@ -21,8 +21,15 @@ import torch.nn as nn
 
 from modules.audio import mel_spectrogram
 from modules.config import MelParams
-from modules.f0.common import (HOP_LENGTH, SAMPLE_RATE, F0WeightsError, as_wave, load_strict, n_f0_frames,
-                               read_weights)
+from modules.f0.common import (
+    HOP_LENGTH,
+    SAMPLE_RATE,
+    F0WeightsError,
+    as_wave,
+    load_strict,
+    n_f0_frames,
+    read_weights,
+)
 from modules.weight_norm import fold_weight_norm, legacy_weight_norm
 
 BUNDLED_FILE = "assets/fcpe_c_v001.pt"  # inside the installed torchfcpe package
@@ -158,8 +165,8 @@ class FCPE:
 
     def __init__(self, model: FCPENet, device: torch.device | str = "cpu"):
         self.device = torch.device(device)
+        self.cent_table = model.cent_table.detach().cpu().double().numpy()  # float64 decoding, on the CPU
         self.model = model.to(self.device).eval()
-        self.cent_table = model.cent_table.double().cpu().numpy()
 
     @torch.no_grad()
     def mel(self, wave_16k: np.ndarray | torch.Tensor) -> torch.Tensor:

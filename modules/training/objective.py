@@ -32,7 +32,7 @@ PROMPT_DROP_PROB = 0.1
 class FrozenFeatures:
     content: list[torch.Tensor]          # per item [1, T_c, D], from the augmented wave when there is one
     prompt_content: list[torch.Tensor]   # per item [1, T_c', D], from the original wave
-    f0: list[torch.Tensor | None]        # per item [1, T_f0] Hz, or None
+    f0: list[torch.Tensor | None]        # per item [1, T_f0] Hz, float64 on the CPU, or None
     style: torch.Tensor                  # [B, 192]
 
 
@@ -51,8 +51,8 @@ def frozen_features(batch: Batch, frontends: Frontends, sample_rate: int,
             content.append(frontends.content(resample(shifted[None], sample_rate, FRONTEND_RATE)[0]))
         else:
             content.append(original)
-        if frontends.f0 is not None:
-            f0.append(torch.from_numpy(frontends.f0(wave_16k)).to(wave.device)[None])
+        if frontends.f0 is not None:  # stays on the CPU in float64; the length regulator moves its bins
+            f0.append(torch.from_numpy(frontends.f0(wave_16k))[None])
         else:
             f0.append(None)
         style.append(frontends.style(wave_16k))

@@ -24,7 +24,8 @@ from modules.atomic_io import atomic_write, remove_stale_temporaries
 from modules.checkpoint import FINAL_CHECKPOINT_NAME, load_model_weights, read_checkpoint
 from modules.config import ConfigError, MelParams, load_config
 from modules.model import build_model
-from modules.pipeline import DEFAULT_LOG_DIR, build_frontends, pick_device
+from modules.devices import pick_device
+from modules.pipeline import DEFAULT_LOG_DIR, build_frontends
 from modules.training.data import (ClipDataset, DataPosition, EpochSchedule, collate, find_audio_files,
                                   scan_dataset)
 from modules.training.metrics import MetricsLog, plot_loss_curve
@@ -92,7 +93,9 @@ class Trainer:
 
         wants_cpu = options.device is not None and options.device.startswith("cpu")
         # Class dropout and an F0-less length regulator leave some parameters without gradients on a step.
-        self.accelerator = Accelerator(cpu=wants_cpu, kwargs_handlers=[
+        # The precision is the command line's alone: without it `accelerate launch` or an `accelerate config`
+        # file would add an autocast of its own beside (or instead of) --mixed-precision.
+        self.accelerator = Accelerator(cpu=wants_cpu, mixed_precision=options.mixed_precision, kwargs_handlers=[
             DistributedDataParallelKwargs(find_unused_parameters=True)])
         self.world_size = self.accelerator.num_processes
         self.rank = self.accelerator.process_index

@@ -37,8 +37,8 @@ def _kaldi_mel(freq: float) -> float:
 
 
 @lru_cache(maxsize=16)
-def _kaldi_mel_banks(n_mels: int, n_fft: int, sample_rate: int, device: torch.device = torch.device("cpu"),
-                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def _kaldi_mel_banks(n_mels: int, n_fft: int, sample_rate: int, device: torch.device,
+                     dtype: torch.dtype) -> torch.Tensor:
     """Triangular filters equally spaced on the mel scale from 20 Hz to Nyquist: [n_mels, n_fft // 2 + 1], built
     in float32 and cached per device and dtype.
 

@@ -22,13 +22,13 @@ from modules.weight_norm import fold_weight_norm, legacy_weight_norm
 from modules.weights import load_state_strict, read_weights
 
 
-class Snake(nn.Module):
 @lru_cache(maxsize=8)
 def _stft_window(n_fft: int, device: torch.device) -> torch.Tensor:
     """scipy's periodic Hann ("fftbins"), as CosyVoice uses, [n_fft] float32; built once per device."""
     return torch.from_numpy(np.hanning(n_fft + 1)[:-1].astype(np.float32)).to(device)
 
 
+class Snake(nn.Module):
     """x + sin^2(alpha x) / alpha, per channel (linear-scale alpha)."""
 
     def __init__(self, channels: int):

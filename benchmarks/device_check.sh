@@ -8,16 +8,19 @@
 #
 #   bash benchmarks/device_check.sh                       # on the GPU machine: --device cuda, full size
 #   bash benchmarks/device_check.sh --device cpu --quick  # the same steps on a CPU (2 s source, 2 steps)
+#   ... --skip-tests                                      # the benchmark only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEVICE=cuda
 QUICK=0
+TESTS=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) DEVICE="$2"; shift 2 ;;
     --quick) QUICK=1; shift ;;
-    *) echo "unknown argument: $1 (use --device cuda|cpu|mps, --quick)" >&2; exit 2 ;;
+    --skip-tests) TESTS=0; shift ;;
+    *) echo "unknown argument: $1 (use --device cuda|cpu|mps, --quick, --skip-tests)" >&2; exit 2 ;;
   esac
 done
 PY=${PYTHON:-python}
@@ -39,9 +42,11 @@ if device == "cuda":
     print("GPU:", torch.cuda.get_device_name(0), f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB")
 EOF
 
-lap "device tests on the real device"
-# Parity needs ../shared/fixtures (absent on a bare machine): those tests skip or fail there, not here.
-SEEDVC_REAL_DEVICE=1 timeout 300 "$PY" -m pytest -q -x tests/test_devices.py -p no:cacheprovider
+if [ "$TESTS" = 1 ]; then
+  lap "device tests on the real device"
+  # tiny.py reads the test fixtures from ../shared/fixtures/parity (or $SEEDVC_PARITY_DIR) until it builds them itself.
+  SEEDVC_REAL_DEVICE=1 timeout 300 "$PY" -m pytest -q -x tests/test_devices.py -p no:cacheprovider
+fi
 
 lap "end-to-end benchmark, full size, --device $DEVICE"
 if [ "$QUICK" = 1 ]; then SIZE=(--seconds 2 --reference-seconds 1.5 --steps 2); else SIZE=(--seconds 10 --reference-seconds 5 --steps 10); fi

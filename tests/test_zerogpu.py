@@ -18,11 +18,11 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from device_models import short_clip
 from gradio_client import Client, handle_file
-from test_apps import Server
+from test_apps import Server, concatenated
 from tiny import write_tiny_config
 
 pytest.importorskip("spaces")
-ROOT = Path(__file__).resolve().parents[1]
+MAX_GPU_SECONDS = 20   # --max-gpu-seconds: small, so that a 30 s source at 50 steps is over it
 # What the package needs from a CUDA build of torch to load on a CPU build: a CUDA version, a CUDA initialiser
 # that does not raise, and a picklable "CUDA was initialised before a fork" check (`bool()` is False: a CPU
 # build never initialises CUDA, so the check cannot fire here anyway).
@@ -71,7 +71,8 @@ def space(tmp_path_factory):
            "ZEROGPU_OFFLOAD_DIR": str(work / "offload"), "ZEROGPU_PROC_SELF_CGROUP_PATH": str(work / "cgroup")}
     (work / "cgroup").write_text("0::/\n")
     # No --device and no --fp16: a Space runs the app with its defaults.
-    server = Server("app_svc.py", write_tiny_config(work, "singing"), work, env=env, device=None,
+    server = Server("app_svc.py", write_tiny_config(work, "singing"), work, "--max-gpu-seconds",
+                    str(MAX_GPU_SECONDS), env=env, device=None,
                     python=[sys.executable, "-c", STUB_CUDA_BUILD])
     try:
         yield server.wait(), api, work
@@ -92,14 +93,27 @@ def test_conversion_asks_zerogpu_for_a_duration_from_its_inputs(space):
 
     server, api, work = space
     client = Client(server.url, verbose=False)
-    short, longer = short_clip(work, "source_s1.wav", 3.0), short_clip(work, "source_s1.wav", 8.0)
+    sources = {3.0: concatenated(work, "three.wav", 3.0), 30.0: concatenated(work, "thirty.wav", 30.0)}
     reference = handle_file(str(short_clip(work, "s1p1.wav", 1.5)))
-    asked = []
-    for source, steps in ((short, 10), (longer, 10), (longer, 50)):
+    requests = [(3.0, 10), (30.0, 10), (30.0, 20)]
+    for seconds, steps in requests:
         with pytest.raises(Exception, match="No GPU was available"):
-            client.predict(handle_file(str(source)), reference, "default", steps, 1.0, 0.7, True, 0, "default", 0,
-                           api_name="/convert")
-        asked.append((float(source.stem.split("_")[-1][:-1]), steps))
-    expected = [gpu_seconds(seconds, steps) for seconds, steps in asked]
+            client.predict(handle_file(str(sources[seconds])), reference, "default", steps, 1.0, 0.7, True, 0,
+                           "default", 0, api_name="/convert")
+    expected = [gpu_seconds(seconds, steps) for seconds, steps in requests]
     assert api.scheduled_durations() == expected
-    assert expected[0] < expected[1] < expected[2]
+    assert expected[0] < expected[1] < expected[2] <= MAX_GPU_SECONDS
+    # Over the largest budget: refused with the reason before any GPU is asked for.
+    assert gpu_seconds(30.0, 50) > MAX_GPU_SECONDS
+    with pytest.raises(Exception, match=r"needs about \d+ s of GPU time .* at most \d+ s at 50 steps"):
+        client.predict(handle_file(str(sources[30.0])), reference, "default", 50, 1.0, 0.7, True, 0, "default", 0,
+                       api_name="/convert")
+    assert len(api.scheduled_durations()) == len(requests)
+
+
+def test_default_concurrency_on_zerogpu(monkeypatch):
+    from modules import ui, zerogpu
+    monkeypatch.setenv("SPACES_ZERO_GPU", "false")
+    assert ui.default_concurrency() == max(1, __import__("torch").cuda.device_count())
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    assert ui.default_concurrency() == zerogpu.ZEROGPU_CONCURRENCY > 1

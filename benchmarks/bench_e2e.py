@@ -7,7 +7,7 @@ size with random weights (no downloads), 10 steps, CFG 0.7, on CPU by default.
 Prints seconds per stage (load, content, style, F0, DiT, vocoder), total RTF, time to the first streamed chunk,
 peak RSS and, on CUDA, torch.cuda.max_memory_allocated. On CUDA and MPS the device is synchronised before every
 clock read, so each stage is charged its own queued work, and one short conversion warms the device up first.
-Whisper-small / XLS-R-300m / RMVPE are built at their real sizes with random weights (benchmarks/full_size.py);
+Whisper-small / XLS-R-300m / RMVPE are built at their real sizes with random weights (benchmarks/_models.py);
 FCPE uses its bundled weights.
 """
 from __future__ import annotations
@@ -18,8 +18,12 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-import full_size
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import _models  # noqa: E402  (needs the path above)
 
 PRESETS = ["config_dit_mel_seed_uvit_whisper_base_f0_44k", "config_dit_mel_seed_uvit_whisper_small_wavenet",
            "config_dit_mel_seed_uvit_xlsr_tiny"]
@@ -62,9 +66,9 @@ def run_one(preset: str, steps: int, cfg_rate: float, device: str, fp16: bool = 
     t0 = time.perf_counter()
     config = load_config(preset_path(preset))
     mp = config["model_params"]
-    f0 = ThresholdedF0(full_size.rmvpe(device), F0_THRESHOLD) if mp["length_regulator"].get("f0_condition") else None
-    frontends = Frontends(content=full_size.content_encoder(mp["speech_tokenizer"]["type"], device, fp16),
-                          style=CampplusStyle(full_size.campplus(device)), vocoder=full_size.vocoder_for(config, device),
+    f0 = ThresholdedF0(_models.rmvpe(device), F0_THRESHOLD) if mp["length_regulator"].get("f0_condition") else None
+    frontends = Frontends(content=_models.content_encoder(mp["speech_tokenizer"]["type"], device, fp16),
+                          style=CampplusStyle(_models.campplus(device)), vocoder=_models.vocoder(config, device),
                           f0=f0)
     engine = VoiceConverter(config, build_model(config), frontends, device=device, fp16=fp16)  # moves the DiT
     load_s = time.perf_counter() - t0

@@ -9,11 +9,17 @@ On CUDA and MPS the device is synchronised before each clock read.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-import full_size
 import numpy as np
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import _models  # noqa: E402  (needs the path above)
 
 
 def timed(fn, device: torch.device, repeats: int = 2) -> tuple[float, int | None]:
@@ -44,10 +50,10 @@ def main() -> None:
     dev, s = torch.device(args.device), args.seconds
     fp16 = args.fp16 == "true"
     wave16 = torch.from_numpy((0.3 * np.sin(2 * np.pi * 200 * np.arange(int(16000 * s)) / 16000)).astype(np.float32))
-    whisper = full_size.content_encoder("whisper", args.device, fp16)
-    xlsr = full_size.content_encoder("xlsr", args.device, fp16)
-    campplus = full_size.campplus(args.device)
-    rmvpe = full_size.rmvpe(args.device)
+    whisper = _models.content_encoder("whisper", args.device, fp16)
+    xlsr = _models.content_encoder("xlsr", args.device, fp16)
+    campplus = _models.campplus(args.device)
+    rmvpe = _models.rmvpe(args.device)
     fcpe = load_fcpe(None, args.device)
     parts = [("content: whisper-small encoder", lambda: whisper(wave16)),
              ("content: xls-r-300m (12 layers)", lambda: xlsr(wave16)),
@@ -56,14 +62,15 @@ def main() -> None:
              ("F0: FCPE", lambda: fcpe.extract(wave16))]
     rows = [(name, *timed(fn, dev)) for name, fn in parts]
     for rate in (22050, 44100):
-        h = full_size.BIGVGAN[rate]
-        voc = full_size.bigvgan(rate, args.device)
+        h = _models.bigvgan_config(rate)
+        voc = _models.vocoder({"model_params": {"vocoder": {"type": "bigvgan"}}, "preprocess_params": {"sr": rate}},
+                              args.device)
         mel = torch.randn(1, h["num_mels"], round(s * rate / h["hop_size"]), device=dev) * 0.5 - 4
-        rows.append((f"vocoder: BigVGAN {rate // 1000}k", *timed(lambda: voc(mel), dev, repeats=1)))
+        rows.append((f"vocoder: BigVGAN {rate // 1000}k", *timed(lambda v=voc, m=mel: v(m), dev, repeats=1)))
         del voc
-    hift = full_size.hift(args.device)
+    hift = _models.vocoder({"model_params": {"vocoder": {"type": "hifigan"}}}, args.device)
     mel = torch.randn(1, 80, round(s * 22050 / 256), device=dev) * 0.5 - 4
-    rows.append(("vocoder: HiFT 22k", *timed(lambda: hift(mel, generator=full_size.generator(args.device)), dev)))
+    rows.append(("vocoder: HiFT 22k", *timed(lambda: hift(mel, generator=torch.Generator(device=dev).manual_seed(0)), dev)))
     print(f"{s:g} s of audio, device {dev}, fp16 {args.fp16}, torch threads {torch.get_num_threads()}")
     print(f"{'part':34s} {'seconds':>8s} {'RTF':>6s} {'max alloc GiB':>14s}")
     for name, seconds, peak in rows:

@@ -2,9 +2,10 @@
 
     python benchmarks/bench_train.py [--steps 8] [--device cpu] [--batch-size 2]
 
-Two models: the tests' tiny speech config (fixture DiT, Whisper-tiny) and the official 22.05 kHz speech preset
+Two models: the tests' tiny speech config (random small DiT, Whisper-tiny) and the official 22.05 kHz speech preset
 (config_dit_mel_seed_uvit_whisper_small_wavenet) at full size, with random weights for the DiT and a
-Whisper-small-sized encoder (no downloads). The clips are real speech cut to 5 s. Steps/s is measured from
+Whisper-small-sized encoder (no downloads). The clips are speech cut to 5 s (the fixture's real clips when
+../shared/fixtures/parity is there, else the tests' synthesized ones). Steps/s is measured from
 metrics.jsonl over every step after the first (warm-up); peak RSS is the train.py process's own.
 """
 from __future__ import annotations
@@ -18,14 +19,15 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PARITY = ROOT.parent / "shared" / "fixtures" / "parity"
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import _models  # noqa: E402  (needs the paths above)
 
 
 def make_dataset(folder: Path, seconds: float = 5.0) -> None:
     import soundfile as sf
     folder.mkdir(parents=True)
-    for path in sorted((PARITY / "audio").glob("s*p*.wav")):
+    for path in _models.speech_clips():
         wave, sr = sf.read(path)
         for i in range(int(len(wave) / sr // seconds)):
             sf.write(folder / f"{path.stem}_{i}.wav", wave[int(i * seconds * sr): int((i + 1) * seconds * sr)], sr)
@@ -35,7 +37,6 @@ def full_size_22k_config(folder: Path) -> Path:
     """The official speech preset with local files: a random DiT checkpoint and a random Whisper-small."""
     import torch
     import yaml
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
     from modules.config import load_config, preset_path
     from modules.model import build_model
@@ -45,14 +46,11 @@ def full_size_22k_config(folder: Path) -> Path:
     torch.manual_seed(0)
     model = build_model(cfg)
     torch.save({"net": {p: m.state_dict() for p, m in model.parts().items()}}, folder / "dit_random.pth")
-    whisper = WhisperModel(WhisperConfig(d_model=768, encoder_layers=12, encoder_attention_heads=12, decoder_layers=1,
-                                         decoder_attention_heads=12, encoder_ffn_dim=3072, num_mel_bins=80))
-    whisper.save_pretrained(folder / "whisper_small_random")
-    WhisperFeatureExtractor().save_pretrained(folder / "whisper_small_random")
+    whisper = _models.save_whisper_small(folder / "whisper_small_random")
     raw = yaml.safe_load(preset.read_text())
     raw["pretrained_model"] = str(folder / "dit_random.pth")
-    raw["model_params"]["speech_tokenizer"]["name"] = str(folder / "whisper_small_random")
-    raw["model_params"]["style_encoder"]["campplus_path"] = str(PARITY / "weights" / "campplus_cn_common.bin")
+    raw["model_params"]["speech_tokenizer"]["name"] = str(whisper)
+    raw["model_params"]["style_encoder"]["campplus_path"] = str(_models.save_campplus(folder / "campplus_random.bin"))
     raw["log_dir"] = str(folder / "runs")
     path = folder / "full_22k.yml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -1,4 +1,16 @@
-from parity_kinds._common import MAX_ERROR
+import os
+
+import pytest
+
+from parity_kinds._common import FIXTURE_MISSING, FIXTURE_PRESENT, MAX_ERROR, load_index
+
+REQUIRE_FIXTURES = os.environ.get("SEEDVC_REQUIRE_FIXTURES", "") not in ("", "0")
+
+
+def pytest_configure(config):
+    # CI runs every case: there an absent or empty fixture folder is an error, not a reason to skip.
+    if REQUIRE_FIXTURES and not (FIXTURE_PRESENT and load_index().get("cases")):
+        raise pytest.UsageError(f"SEEDVC_REQUIRE_FIXTURES is set but no parity cases were found: {FIXTURE_MISSING}")
 
 
 def pytest_terminal_summary(terminalreporter):

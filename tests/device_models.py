@@ -3,7 +3,7 @@
     speech         22.05 kHz WaveNet-head DiT, Whisper, BigVGAN        (tiny.py's speech config)
     singing_fcpe   44.1 kHz F0 DiT, Whisper, FCPE, BigVGAN             (tiny.py's singing config)
     singing_rmvpe  the same with RMVPE (random weights at its real size: it has no small variant)
-    xlsr_hift      the XLS-R + HiFT real-time preset, shrunk, with random weights made here
+    xlsr_hift      the XLS-R + HiFT real-time preset: tiny.py's small DiT and XLS-R, a random full-size HiFT
 
 RMVPE weights are too large to write for every test run (90 M parameters), so `rmvpe_from_random_weights`
 replaces only the weights file reader; the extractor class, its device handling and the pipeline are real.
@@ -16,16 +16,16 @@ import numpy as np
 import soundfile as sf
 import torch
 import yaml
-from tiny import AUDIO, write_tiny_config
-
-from modules.config import PRESETS_DIR
-from modules.model import build_model
+from tiny import (
+    AUDIO,
+    campplus_weights,
+    dit_checkpoint,
+    dit_config,
+    models,
+    write_tiny_config,
+)
 
 KINDS = ("speech", "singing_fcpe", "singing_rmvpe", "xlsr_hift")
-XLSR_PRESET = PRESETS_DIR / "config_dit_mel_seed_uvit_xlsr_tiny.yml"
-# The shrunk sizes of the fixture's xlsr_tiny model, so the DiT runs in milliseconds.
-XLSR_DIT = {"hidden_dim": 64, "num_heads": 4, "depth": 3, "content_dim": 64}
-XLSR_HIDDEN = 32
 
 
 def _save_yaml(cfg: dict, path: Path) -> Path:
@@ -33,35 +33,17 @@ def _save_yaml(cfg: dict, path: Path) -> Path:
     return path
 
 
-def _tiny_xlsr(directory: Path) -> Path:
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
-    torch.manual_seed(0)
-    model = Wav2Vec2Model(Wav2Vec2Config(
-        hidden_size=XLSR_HIDDEN, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
-        do_stable_layer_norm=True, conv_bias=True))
-    model.save_pretrained(directory)
-    Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(directory)
-    return directory
-
-
 def _xlsr_hift_config(directory: Path) -> Path:
-    from modules.config import load_config
+    """tiny.py's small XLS-R DiT and XLS-R, with a random full-size HiFT (hift.pt) written here."""
     from modules.hub import HIFIGAN_CONFIG
     from modules.vocoders import build_hift
 
-    cfg = load_config(XLSR_PRESET)
+    cfg = yaml.safe_load(dit_config("xlsr_tiny").read_text())
+    cfg["pretrained_model"] = str(dit_checkpoint("xlsr_tiny"))
     mp = cfg["model_params"]
-    mp["DiT"].update(XLSR_DIT)
-    mp["length_regulator"].update(channels=64, in_channels=XLSR_HIDDEN)
-    mp["speech_tokenizer"].update(name=str(_tiny_xlsr(directory / "xlsr_tiny")), output_layer=2)
-    speech = yaml.safe_load(write_tiny_config(directory, "speech").read_text())
-    mp["style_encoder"]["campplus_path"] = speech["model_params"]["style_encoder"]["campplus_path"]
+    mp["speech_tokenizer"]["name"] = str(models() / "xlsr_content")
+    mp["style_encoder"]["campplus_path"] = str(campplus_weights())
     torch.manual_seed(0)
-    model = build_model(cfg)
-    torch.save({"net": {part: module.state_dict() for part, module in model.parts().items()}},
-               directory / "xlsr_dit.pth")
-    cfg["pretrained_model"] = str(directory / "xlsr_dit.pth")
     torch.save(build_hift(HIFIGAN_CONFIG).state_dict(), directory / "hift.pt")
     mp["vocoder"]["name"] = str(directory / "hift.pt")
     return _save_yaml(cfg, directory / "tiny_xlsr_hift.yml")

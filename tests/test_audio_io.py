@@ -4,7 +4,8 @@ import pytest
 import soundfile as sf
 
 from modules.audio import AudioError, load_audio
-from parity_kinds._common import PARITY_DIR
+from parity_kinds._common import PARITY_DIR, needs_fixture
+from tiny import AUDIO
 
 SR = 22050
 
@@ -26,7 +27,7 @@ def test_common_formats_and_rates_load_as_mono(tmp_path, ext, fmt):
 
 
 def test_real_stereo_48k_clip():
-    wave = load_audio(PARITY_DIR / "audio" / "singing_technopolis_14s.wav", 44100)
+    wave = load_audio(AUDIO / "singing_technopolis_14s.wav", 44100)
     assert wave.ndim == 1 and abs(wave.size / 44100 - 14.56) < 0.5
 
 
@@ -54,6 +55,7 @@ def test_bad_inputs_name_the_file_and_the_problem(tmp_path):
         load_audio(tmp_path / "long.wav", SR, min_seconds=5, role="reference")
 
 
+@needs_fixture
 def test_decoding_matches_the_original_librosa_route():
     import torch
 

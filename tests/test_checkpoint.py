@@ -6,14 +6,13 @@ import torch
 from modules.checkpoint import CheckpointError, load_model_weights, read_checkpoint
 from modules.config import load_config, preset_path
 from modules.model import build_model
-from parity_kinds._common import PARITY_DIR
+from tiny import dit_checkpoint, dit_config
 
-F0_CFG = PARITY_DIR / "f0_44k" / "config.yml"
-F0_CKPT = PARITY_DIR / "f0_44k" / "checkpoint.pth"
+F0_CKPT = dit_checkpoint("f0_44k")
 
 
 def _small(sub="f0_44k"):
-    return build_model(load_config(PARITY_DIR / sub / "config.yml"))
+    return build_model(load_config(dit_config(sub)))
 
 
 def test_training_checkpoint_keeps_its_extras_readable():
@@ -46,10 +45,10 @@ def test_error_names_the_official_preset_that_fits(tmp_path):
 def test_partial_load_is_opt_in_and_reports_what_it_skipped():
     model = _small("wavenet_22k")
     before = model.cfm.estimator.cond_x_merge_linear.weight.clone()  # [64, 416] here, [64, 224] in xlsr_tiny
-    report = load_model_weights(model, PARITY_DIR / "xlsr_tiny" / "checkpoint.pth", allow_partial=True)
+    report = load_model_weights(model, dit_checkpoint("xlsr_tiny"), allow_partial=True)
     assert not report.clean and report.missing and report.unexpected
     # Tensors whose name and shape match were loaded.
-    xlsr = read_checkpoint(PARITY_DIR / "xlsr_tiny" / "checkpoint.pth")["net"]
+    xlsr = read_checkpoint(dit_checkpoint("xlsr_tiny"))["net"]
     assert torch.equal(model.cfm.estimator.transformer.layers[0].attention.wqkv.weight,
                        xlsr["cfm"]["estimator.transformer.layers.0.attention.wqkv.weight"])
     assert any("cond_x_merge_linear.weight" in m for m in report.mismatched)
@@ -58,8 +57,8 @@ def test_partial_load_is_opt_in_and_reports_what_it_skipped():
 
 def test_ddp_prefix_and_final_format_load_the_same_weights():
     a, b = _small(), _small()
-    load_model_weights(a, PARITY_DIR / "f0_44k" / "checkpoint_ddp.pth")
-    load_model_weights(b, PARITY_DIR / "f0_44k" / "ft_model.pth")
+    load_model_weights(a, dit_checkpoint("f0_44k", "checkpoint_ddp"))
+    load_model_weights(b, dit_checkpoint("f0_44k", "ft_model"))
     for (k, v), (_, w) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(v, w), k
 

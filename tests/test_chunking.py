@@ -4,11 +4,12 @@ import torch
 
 from modules.chunking import ChunkAssembler, ChunkPlan, crossfade
 from modules.pipeline import ConversionError, ConversionSettings, shift_source_f0
-from parity_kinds._common import load_pt
+from parity_kinds._common import load_pt, needs_fixture
 
 import pytest
 
 
+@needs_fixture
 def test_windows_follow_the_recorded_chunks():
     frontend = load_pt("e2e_f0_44k/frontend.pt")
     plan = ChunkPlan(frontend["sr"], frontend["hop_length"], prompt_frames=frontend["mel2"].shape[-1])
@@ -47,6 +48,7 @@ def test_assembly_is_a_crossfade_that_keeps_the_total_length():
     assert len(short) == 10 and short[0] == pytest.approx(1.0)
 
 
+@needs_fixture
 @pytest.mark.parametrize("case", ["case_a", "case_b"])
 def test_f0_transform_matches_the_original(case):
     frontend, io = load_pt("e2e_f0_44k/frontend.pt"), load_pt(f"e2e_f0_44k/{case}.pt")

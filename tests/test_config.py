@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from modules.config import ConfigError, MelParams, load_config, preset_path
-from parity_kinds._common import PARITY_DIR
+from parity_kinds._common import PARITY_DIR, needs_fixture
 
 PRESETS = ["config_dit_mel_seed_uvit_whisper_base_f0_44k", "config_dit_mel_seed_uvit_whisper_small_wavenet",
            "config_dit_mel_seed_uvit_xlsr_tiny"]
@@ -18,6 +18,7 @@ def test_presets_load_with_the_original_values(name):
     assert load_config(preset_path(name)) == raw
 
 
+@needs_fixture
 def test_original_format_files_load_unchanged():
     for sub in ("f0_44k", "wavenet_22k", "xlsr_tiny"):
         path = PARITY_DIR / sub / "config.yml"

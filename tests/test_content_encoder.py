@@ -6,12 +6,12 @@ import torch
 
 from modules.content_encoder import load_content_encoder
 from modules.resample import resample
-from parity_kinds._common import PARITY_DIR
+from tiny import models
 
 
 @pytest.fixture(scope="module")
 def whisper():
-    return load_content_encoder({"type": "whisper", "name": "tiny"}, PARITY_DIR / "whisper_tiny")
+    return load_content_encoder({"type": "whisper", "name": "tiny"}, models() / "whisper_tiny")
 
 
 def test_frames_follow_the_audio_length(whisper):

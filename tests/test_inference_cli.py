@@ -7,8 +7,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from parity_kinds._common import PARITY_DIR
-from tiny import AUDIO, write_tiny_config
+from tiny import AUDIO, dit_checkpoint, write_tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +50,7 @@ def test_run_name_picks_the_run_checkpoint_and_its_config(tmp_path):
     run = tmp_path / "runs" / "my_voice"
     run.mkdir(parents=True)
     write_tiny_config(run)
-    shutil.copyfile(PARITY_DIR / "wavenet_22k" / "ft_model.pth", run / "ft_model.pth")
+    shutil.copyfile(dit_checkpoint("wavenet_22k", "ft_model"), run / "ft_model.pth")
     proc = run_cli("--source", AUDIO / "s3p1.wav", "--target", AUDIO / "s1p1.wav", "--output", tmp_path / "out",
                    "--run-name", "my_voice", "--diffusion-steps", 1, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -7,12 +7,13 @@ from modules.audio import mel_spectrogram, n_mel_frames
 from modules.checkpoint import load_model_weights
 from modules.config import MelParams, load_config
 from modules.model import build_model
-from parity_kinds._common import PARITY_DIR, load_pt
+from parity_kinds._common import load_pt, needs_fixture
+from tiny import dit_checkpoint, dit_config
 
 
 def _model(sub="xlsr_tiny"):
-    model = build_model(load_config(PARITY_DIR / sub / "config.yml"))
-    load_model_weights(model, PARITY_DIR / sub / "checkpoint.pth")
+    model = build_model(load_config(dit_config(sub)))
+    load_model_weights(model, dit_checkpoint(sub))
     return model.eval()
 
 
@@ -95,17 +96,18 @@ def test_padding_in_a_batch_does_not_change_the_valid_frames():
 
 
 def test_no_buffer_is_sized_by_the_maximum_context():
-    model = build_model(load_config(PARITY_DIR / "f0_44k" / "config.yml"))
+    model = build_model(load_config(dit_config("f0_44k")))
     sizes = {name: b.numel() for name, b in model.named_buffers()}
     # Only the official `input_pos` (16384 int64, needed for strict key compatibility) is context-sized.
     assert sizes.pop("cfm.estimator.input_pos") == 16384
     assert max(sizes.values()) < 1024
 
 
+@needs_fixture
 def test_mel_matches_the_original_on_real_audio():
     inputs = load_pt("e2e_f0_44k/inputs.pt")
     frontend = load_pt("e2e_f0_44k/frontend.pt")
-    params = MelParams.from_config(load_config(PARITY_DIR / "f0_44k" / "config.yml"))
+    params = MelParams.from_config(load_config(dit_config("f0_44k")))
     mel = mel_spectrogram(inputs["ref_audio"], params)
     assert mel.shape == frontend["mel2"].shape
     assert (mel - frontend["mel2"]).abs().max() < 8e-3  # index.json's mel2 tolerance (near-silent bins)
@@ -113,7 +115,7 @@ def test_mel_matches_the_original_on_real_audio():
 
 
 def test_mel_at_22k_takes_its_parameters_from_the_config():
-    params = MelParams.from_config(load_config(PARITY_DIR / "wavenet_22k" / "config.yml"))
+    params = MelParams.from_config(load_config(dit_config("wavenet_22k")))
     wave = torch.sin(torch.arange(22050) * 2 * torch.pi * 440 / 22050)[None] * 0.5
     mel = mel_spectrogram(wave, params)
     assert mel.shape == (1, 80, n_mel_frames(22050, params))

@@ -12,7 +12,9 @@ import pytest
 import torch
 
 import parity_kinds
-from parity_kinds._common import PARITY_DIR, fixture_path, load_index
+from parity_kinds._common import PARITY_DIR, fixture_path, load_index, needs_fixture
+
+pytestmark = needs_fixture
 
 KINDS: dict = {}
 MANIFESTS: dict = {}

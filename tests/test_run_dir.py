@@ -5,9 +5,9 @@ import shutil
 import pytest
 
 from modules.checkpoint import CheckpointError, checkpoint_step, select_run_checkpoint
-from parity_kinds._common import PARITY_DIR
+from tiny import dit_checkpoint, dit_config
 
-CKPT = PARITY_DIR / "xlsr_tiny" / "checkpoint.pth"
+CKPT = dit_checkpoint("xlsr_tiny")
 
 
 def _put(run, name):
@@ -27,7 +27,7 @@ def test_highest_step_wins_not_the_highest_epoch_or_name(tmp_path, caplog):
     _put(tmp_path, "DiT_epoch_00009_step_00500.pth")
     newest = _put(tmp_path, "DiT_epoch_00002_step_10000.pth")
     _put(tmp_path, "DiT_epoch_00003_step_02000.pth")
-    shutil.copyfile(PARITY_DIR / "xlsr_tiny" / "config.yml", tmp_path / "config.yml")
+    shutil.copyfile(dit_config("xlsr_tiny"), tmp_path / "config.yml")
     with caplog.at_level(logging.INFO, logger="modules.checkpoint"):
         sel = select_run_checkpoint(tmp_path)
     assert sel.checkpoint == newest and sel.config == tmp_path / "config.yml"

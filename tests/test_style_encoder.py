@@ -1,4 +1,5 @@
-"""CAM++ style encoder on real speech: speaker discrimination, the Kaldi fbank's framing and filters, strict loading.
+"""CAM++ style encoder: speaker discrimination on real speech with the real weights (both from the fixture folder),
+the Kaldi fbank's framing and filters, strict loading (random weights in the released file's layout).
 
 About the speaker test: the fixture clip names (s1p1, s1p2, s2p1, ...) do not behave like speaker labels under
 CAM++. With embeddings bit-identical to the official pipeline, s1p1 is closer to s2p2 (cos 0.55) than to s1p2
@@ -13,21 +14,21 @@ import torch
 import torch.nn.functional as F
 
 from modules.style_encoder import CAMPPlus, kaldi_fbank, load_campplus, style_embedding
-from parity_kinds._common import PARITY_DIR
+from parity_kinds._common import PARITY_DIR, needs_fixture
+from tiny import campplus_weights
 
-WEIGHTS = PARITY_DIR / "weights" / "campplus_cn_common.bin"
+REAL_WEIGHTS = PARITY_DIR / "weights" / "campplus_cn_common.bin"
 CLIPS = ["s1p1", "s1p2", "s2p1", "s2p2", "s3p1", "s4p1", "source_s1"]
-
-needs_weights = pytest.mark.skipif(not WEIGHTS.is_file(), reason=f"CAM++ weights not found: {WEIGHTS}")
 
 
 @pytest.fixture(scope="module")
 def model() -> CAMPPlus:
-    return load_campplus(WEIGHTS)
+    return load_campplus(campplus_weights())
 
 
-@needs_weights
-def test_halves_of_one_recording_match_each_other_better_than_any_other_recording(model):
+@needs_fixture
+def test_halves_of_one_recording_match_each_other_better_than_any_other_recording():
+    model = load_campplus(REAL_WEIGHTS)
     halves = {}
     for name in CLIPS:
         wave = torch.from_numpy(librosa.load(PARITY_DIR / "audio" / f"{name}.wav", sr=16000)[0])
@@ -65,9 +66,8 @@ def test_fbank_tone_peaks_in_the_filter_centred_on_it():
     assert (feats.argmax(dim=1) == expected_bin).all()
 
 
-@needs_weights
 def test_strict_load_names_missing_unexpected_and_misshaped_keys():
-    state = torch.load(WEIGHTS, map_location="cpu", weights_only=True)
+    state = torch.load(campplus_weights(), map_location="cpu", weights_only=True)
     missing = dict(state)
     del missing["xvector.block2.tdnnd7.cam_layer.linear1.bias"]
     with pytest.raises(RuntimeError, match=r"missing \(1\): xvector\.block2\.tdnnd7\.cam_layer\.linear1\.bias"):
@@ -84,7 +84,6 @@ def test_strict_load_names_missing_unexpected_and_misshaped_keys():
         load_campplus(misshaped)
 
 
-@needs_weights
 def test_loads_both_key_layouts_to_the_same_model(model):
     # The released file keeps pooling/projection under `xvector.`; our own state_dict() does not. Both load.
     reloaded = load_campplus(model.state_dict())

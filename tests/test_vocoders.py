@@ -8,26 +8,26 @@ from modules.config import PRESETS_DIR
 from modules.vocoders import Vocoder, build_hift, load_bigvgan, load_hift
 from modules.vocoders.bigvgan import BigVGAN
 from modules.weight_norm import fold_weight_norm
-from parity_kinds._common import PARITY_DIR
+from tiny import models
 
 HIFIGAN = PRESETS_DIR.parent / "hifigan.yml"
 
 
 def test_bigvgan_strict_load_names_the_bad_key(tmp_path):
-    state = torch.load(PARITY_DIR / "bigvgan_22k" / "bigvgan_generator.pt", weights_only=True)
+    state = torch.load(models() / "bigvgan_22k" / "bigvgan_generator.pt", weights_only=True)
     state["generator"]["extra.weight"] = torch.zeros(1)
     del state["generator"]["conv_pre.bias"]
     torch.save(state, tmp_path / "bigvgan_generator.pt")
-    (tmp_path / "config.json").write_bytes((PARITY_DIR / "bigvgan_22k" / "config.json").read_bytes())
+    (tmp_path / "config.json").write_bytes((models() / "bigvgan_22k" / "config.json").read_bytes())
     with pytest.raises(RuntimeError, match=r"conv_pre\.bias.*extra\.weight"):
         load_bigvgan(tmp_path)
 
 
 def test_folding_weight_norm_keeps_the_output():
     import json
-    h = json.loads((PARITY_DIR / "bigvgan_22k" / "config.json").read_text())
+    h = json.loads((models() / "bigvgan_22k" / "config.json").read_text())
     model = BigVGAN(h).eval()
-    state = torch.load(PARITY_DIR / "bigvgan_22k" / "bigvgan_generator.pt", weights_only=True)["generator"]
+    state = torch.load(models() / "bigvgan_22k" / "bigvgan_generator.pt", weights_only=True)["generator"]
     model.load_state_dict(state)
     mel = torch.randn(1, 80, 12) * 0.5 - 4
     with torch.no_grad():

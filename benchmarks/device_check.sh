@@ -28,7 +28,9 @@ started=$(date +%s)
 lap() { echo "== $1 ($(( $(date +%s) - started )) s so far)"; }
 
 lap "packages"
-if ! "$PY" -c "import torch, transformers, gradio, accelerate, librosa, soxr, pytest, torchfcpe" 2>/dev/null; then
+# find_spec, not import: torchfcpe is installed without its torchaudio dependency and cannot be imported whole.
+if ! "$PY" -c "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in
+    ('torch', 'transformers', 'gradio', 'accelerate', 'librosa', 'soxr', 'pytest', 'spaces', 'torchfcpe')))"; then
   "$PY" -m pip install -q -r requirements-dev.txt
   "$PY" -m pip install -q --no-deps -r requirements-nodeps.txt
 fi

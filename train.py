@@ -16,15 +16,10 @@ import argparse
 import logging
 import sys
 
-from modules.audio import AudioError
-from modules.checkpoint import CheckpointError
 from modules.config import ConfigError, preset_path
-from modules.hub import AssetUnavailableError
-from modules.training.data import DatasetError
+from modules.errors import UserError
 from modules.training.state import SaveError, export_checkpoint_file
 from modules.training.trainer import Trainer, TrainingOptions
-
-SETUP_ERRORS = (ConfigError, DatasetError, CheckpointError, AssetUnavailableError, AudioError)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             keep_checkpoints=args.keep_checkpoints, seed=args.seed, lr=args.lr,
             mixed_precision=args.mixed_precision, device=args.device, show_progress=not args.no_progress)
         summary = Trainer(options).run()
-    except SETUP_ERRORS as e:
+    except UserError as e:   # setup: arguments, config, dataset, checkpoint, run directory
         print(f"error: {e}", file=sys.stderr)
         return 2
     except SaveError as e:

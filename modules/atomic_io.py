@@ -12,7 +12,13 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from modules.errors import UserError
+
 TEMP_SUFFIX = ".tmp"
+
+
+class UnwritableError(UserError):
+    """A folder the user named for results cannot be created or written."""
 
 
 def _umask() -> int:
@@ -40,10 +46,28 @@ def fsync_directory(directory: str | Path) -> None:
         os.close(fd)
 
 
+def ensure_writable_folder(folder: str | Path, what: str) -> Path:
+    """Create `folder` if needed and check that a file can be written there, before any heavy work starts.
+    `what` names it for the user ("--output", "the run directory"); UnwritableError says what to do."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UnwritableError(f"{what} {folder} is a file, not a folder: give a folder for the results")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise UnwritableError(f"{what} {folder} cannot be written ({reason}): choose a folder you can write to") \
+            from None
+    return folder
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None],
-                 before_commit: Callable[[], None] | None = None) -> Path:
+                 before_commit: Callable[[], None] | None = None, *, replace: bool = True) -> Path:
     """Write `path` through `write(file)`; on any error (a full disk included) the target is untouched and
-    the temporary file is removed. `before_commit` runs after the data is durable, before the rename."""
+    the temporary file is removed. `before_commit` runs after the data is durable, before the rename.
+    With replace=False an existing `path` is never replaced: FileExistsError, even if it appeared meanwhile."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
@@ -55,7 +79,11 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None],
         os.chmod(tmp, FILE_MODE)
         if before_commit is not None:
             before_commit()
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)    # fails if path exists: no check-then-write race
+            os.unlink(tmp)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

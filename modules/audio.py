@@ -12,12 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from modules.config import MelParams
+from modules.errors import UserError
 
 SILENCE_PEAK = 1e-4  # a file whose loudest sample is below this (-80 dBFS) is treated as silent
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """An input file cannot be used; the message names the file and says what is wrong.
 
     `reason` is a short tag for summaries: unreadable, silent, too long, too short."""
@@ -36,56 +37,70 @@ def audio_duration(path: str | Path) -> float | None:
     return info.frames / info.samplerate if info.samplerate else None
 
 
-def _decode(path: Path, role: str) -> tuple[np.ndarray, int]:
-    """-> (mono float32 samples at the file's own rate, that rate)."""
+def _decode(path: Path, role: str, shown: str, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """-> (mono float32 samples at the file's own rate, that rate); at most `max_seconds` of them (plus one
+    sample, so a caller can tell that the file is longer), whatever the header claims."""
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)    # [N, channels]
-        return data.mean(axis=1), rate
+        with sf.SoundFile(str(path)) as f:
+            frames = -1 if max_seconds is None else int(max_seconds * f.samplerate) + 1
+            data = f.read(frames, dtype="float32", always_2d=True)                # [N, channels]
+            return data.mean(axis=1), f.samplerate
     except Exception as sf_error:
         try:  # formats libsndfile lacks (m4a, ...) go through librosa's audioread fallback, if ffmpeg is there
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                data, rate = librosa.load(str(path), sr=None, mono=True)
+                data, rate = librosa.load(str(path), sr=None, mono=True, duration=max_seconds)
             return data.astype(np.float32, copy=False), int(rate)
         except Exception:
-            raise AudioError(f"cannot decode {role} file {path}: {sf_error}. "
-                             f"Use a wav, flac, mp3 or ogg file.") from sf_error
+            raise AudioError(f"cannot decode {role} file {shown}: it is damaged or not in an audio format this "
+                             f"program reads. Use a wav, flac, mp3 or ogg file.") from sf_error
 
 
 def load_audio(path: str | Path, sample_rate: int, *, max_seconds: float | None = None,
-               min_seconds: float | None = None, role: str = "audio") -> np.ndarray:
+               min_seconds: float | None = None, keep_seconds: float | None = None, role: str = "audio",
+               name: str | None = None) -> np.ndarray:
     """Decode any common format (wav, flac, mp3, ogg, ...) to mono float32 at `sample_rate`.
 
     Stereo is averaged to mono and the rate converted with librosa (soxr), as the original's librosa.load.
     Raises AudioError for a missing, unreadable, empty, non-finite or silent file, or one outside
-    [min_seconds, max_seconds]. `role` ("source", "reference") only words the message.
+    [min_seconds, max_seconds]. The work is bounded: a file over max_seconds is refused from its header where
+    the header tells, else after decoding just past the limit; with keep_seconds only that much is decoded
+    (the rest of the file is never read). `role` ("source", "reference") and `name` (the file name the user
+    knows; default: the path) only word the messages.
     """
     path = Path(path)
+    shown = name or str(path)
     if not path.is_file():
-        raise AudioError(f"{role} file not found: {path}")
+        raise AudioError(f"{role} file not found: {shown}")
     if path.stat().st_size == 0:
-        raise AudioError(f"{role} file {path} is empty (0 bytes)")
+        raise AudioError(f"{role} file {shown} is empty (0 bytes)")
+
+    def too_long(seconds: float, at_least: str = "") -> AudioError:
+        return AudioError(f"{role} file {shown} is {at_least}{seconds:.1f} s long; the limit is {max_seconds:g} s. "
+                          f"Trim it or raise the maximum duration.", reason="too long")
+
     duration = audio_duration(path)
     if max_seconds is not None and duration is not None and duration > max_seconds:
-        raise AudioError(f"{role} file {path} is {duration:.1f} s long; the limit is {max_seconds:g} s. "
-                         f"Trim it or raise the maximum duration.", reason="too long")
-    wave, native_rate = _decode(path, role)
+        raise too_long(duration)
+    limits = [s for s in (max_seconds, keep_seconds) if s is not None]
+    wave, native_rate = _decode(path, role, shown, min(limits) if limits else None)
     if wave.size == 0:
-        raise AudioError(f"{role} file {path} contains no samples")
+        raise AudioError(f"{role} file {shown} contains no samples")
+    if max_seconds is not None and wave.size > max_seconds * native_rate:
+        raise too_long(max_seconds, "more than ")
     if not np.isfinite(wave).all():
-        raise AudioError(f"{role} file {path} contains NaN or infinite samples")
+        raise AudioError(f"{role} file {shown} contains NaN or infinite samples")
     if native_rate != sample_rate:
         # The same decode -> mean-of-channels -> soxr_hq route as librosa.load(sr=...), which the original uses.
         wave = librosa.resample(wave, orig_sr=native_rate, target_sr=sample_rate, res_type="soxr_hq")
     seconds = wave.size / sample_rate
     if max_seconds is not None and seconds > max_seconds:
-        raise AudioError(f"{role} file {path} is {seconds:.1f} s long; the limit is {max_seconds:g} s. "
-                         f"Trim it or raise the maximum duration.", reason="too long")
+        raise too_long(seconds)
     if min_seconds is not None and seconds < min_seconds:
-        raise AudioError(f"{role} file {path} is {seconds:.2f} s long; it must be at least {min_seconds:g} s.",
+        raise AudioError(f"{role} file {shown} is {seconds:.2f} s long; it must be at least {min_seconds:g} s.",
                          reason="too short")
     if np.abs(wave).max() < SILENCE_PEAK:
-        raise AudioError(f"{role} file {path} is silent (peak below {SILENCE_PEAK:g}); nothing to convert.",
+        raise AudioError(f"{role} file {shown} is silent (peak below {SILENCE_PEAK:g}); nothing to convert.",
                          reason="silent")
     return wave.astype(np.float32, copy=False)
 

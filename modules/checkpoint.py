@@ -19,13 +19,14 @@ import torch
 import torch.nn as nn
 
 from modules.config import PRESETS_DIR, load_config
+from modules.errors import UserError
 from modules.model import PARTS, SeedVCModel
 from modules.weights import describe_diff, read_weights, state_dict_diff
 
 log = logging.getLogger(__name__)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file cannot be read, has an unknown layout, or does not fit the model."""
 
 
@@ -130,9 +131,25 @@ def load_model_weights(model: SeedVCModel, checkpoint: str | Path | Mapping[str,
 # ----------------------------------------------------------------------------------------------------------
 # The run-directory rule, shared by inference, training (resume) and the apps.
 
+DEFAULT_LOG_DIR = "./runs"
 TRAINING_CHECKPOINT_GLOB = "DiT_epoch_*_step_*.pth"
 FINAL_CHECKPOINT_NAME = "ft_model.pth"
 _STEP_PATTERN = re.compile(r"^DiT_epoch_(\d+)_step_(\d+)\.pth$")
+
+
+def runs_root(cfg: Mapping | None) -> Path:
+    """Where a config's runs live: its `log_dir`, default ./runs."""
+    return Path((cfg or {}).get("log_dir") or DEFAULT_LOG_DIR)
+
+
+def run_directory(cfg: Mapping | None, run_name: str) -> Path:
+    """The run directory of `run_name`: <log_dir>/<run_name>."""
+    return runs_root(cfg) / run_name
+
+
+def checkpoint_name(epoch: int, step: int) -> str:
+    """The official training-checkpoint file name; `checkpoint_step` parses it back."""
+    return f"DiT_epoch_{epoch:05d}_step_{step:05d}.pth"
 
 
 def checkpoint_step(path: str | Path) -> int | None:
@@ -145,6 +162,13 @@ def training_checkpoints(run_dir: str | Path) -> list[Path]:
     """Training checkpoints in `run_dir`, newest (highest step) first."""
     found = [p for p in Path(run_dir).glob(TRAINING_CHECKPOINT_GLOB) if checkpoint_step(p) is not None]
     return sorted(found, key=lambda p: (checkpoint_step(p), p.name), reverse=True)
+
+
+def run_config(run_dir: str | Path) -> Path | None:
+    """The config saved in a run directory: its newest *.yml / *.yaml, or None."""
+    configs = sorted(list(Path(run_dir).glob("*.yml")) + list(Path(run_dir).glob("*.yaml")),
+                     key=lambda p: p.stat().st_mtime)
+    return configs[-1] if configs else None
 
 
 @dataclass
@@ -181,8 +205,7 @@ def select_run_checkpoint(run_dir: str | Path, *, prefer_final: bool = True) -> 
             skipped.append(str(e))
             skipped_paths.append(path)
             continue
-        configs = sorted(list(run_dir.glob("*.yml")) + list(run_dir.glob("*.yaml")), key=lambda p: p.stat().st_mtime)
-        config = configs[-1] if configs else None
+        config = run_config(run_dir)
         log.info("run %s: using checkpoint %s%s", run_dir, path.name, f" with config {config.name}" if config else "")
         return RunSelection(checkpoint=path, state=state, config=config, skipped=skipped,
                             skipped_paths=skipped_paths)

@@ -6,11 +6,13 @@ load time, with an error that names the file and the dotted key, instead of deep
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, get_type_hints
 
 import yaml
+
+from modules.errors import UserError
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs" / "presets"
 
@@ -21,12 +23,14 @@ FINAL_LAYER_TYPES = ("mlp", "wavenet")
 LOSS_TYPES = ("l1", "l2")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file is missing a key, has a value of the wrong type, or names an unknown component."""
 
 
 # One rule per key this project reads: (dotted key, expected type(s), required, allowed values or None).
-# `bool` is checked before `int` because YAML booleans are ints in Python.
+# `bool` is checked before `int` because YAML booleans are ints in Python. The network's own sections
+# (DiT, wavenet, length_regulator) are described once, by the config views below, and their rules derived
+# from them.
 _NUMBER = (int, float)
 _RULES: list[tuple[str, tuple[type, ...] | type, bool, tuple | None]] = [
     ("preprocess_params.sr", int, True, None),
@@ -44,36 +48,6 @@ _RULES: list[tuple[str, tuple[type, ...] | type, bool, tuple | None]] = [
     ("model_params.speech_tokenizer.output_layer", int, False, None),
     ("model_params.style_encoder.dim", int, True, None),
     ("model_params.style_encoder.campplus_path", str, False, None),
-    ("model_params.length_regulator.channels", int, True, None),
-    ("model_params.length_regulator.is_discrete", bool, True, (False,)),
-    ("model_params.length_regulator.in_channels", int, True, None),
-    ("model_params.length_regulator.content_codebook_size", int, True, None),
-    ("model_params.length_regulator.sampling_ratios", list, True, None),
-    ("model_params.length_regulator.f0_condition", bool, False, None),
-    ("model_params.length_regulator.n_f0_bins", int, False, None),
-    ("model_params.DiT.hidden_dim", int, True, None),
-    ("model_params.DiT.num_heads", int, True, None),
-    ("model_params.DiT.depth", int, True, None),
-    ("model_params.DiT.class_dropout_prob", _NUMBER, True, None),
-    ("model_params.DiT.in_channels", int, True, None),
-    ("model_params.DiT.style_condition", bool, True, None),
-    ("model_params.DiT.final_layer_type", str, True, FINAL_LAYER_TYPES),
-    ("model_params.DiT.content_dim", int, True, None),
-    ("model_params.DiT.content_codebook_size", int, True, None),
-    ("model_params.DiT.is_causal", bool, False, (False,)),
-    ("model_params.DiT.long_skip_connection", bool, True, None),
-    ("model_params.DiT.zero_prompt_speech_token", bool, False, None),
-    ("model_params.DiT.time_as_token", bool, False, None),
-    ("model_params.DiT.style_as_token", bool, False, None),
-    ("model_params.DiT.uvit_skip_connection", bool, False, None),
-]
-_WAVENET_RULES = [
-    ("model_params.wavenet.hidden_dim", int, True, None),
-    ("model_params.wavenet.num_layers", int, True, None),
-    ("model_params.wavenet.kernel_size", int, True, None),
-    ("model_params.wavenet.dilation_rate", int, True, None),
-    ("model_params.wavenet.p_dropout", _NUMBER, True, None),
-    ("model_params.wavenet.style_condition", bool, True, None),
 ]
 _BIGVGAN_RULES = [("model_params.vocoder.name", str, True, None)]
 
@@ -98,9 +72,9 @@ def validate_config(cfg: Any, source: str = "<config>") -> dict:
     """Check every key this project reads; raise ConfigError naming `source` and the key."""
     if not isinstance(cfg, Mapping):
         raise ConfigError(f"{source}: the top level must be a mapping, got {type(cfg).__name__}")
-    rules = list(_RULES)
+    rules = list(_RULES) + _view_rules(DiTConfig, "DiT") + _view_rules(LengthRegulatorConfig, "length_regulator")
     if _lookup(cfg, "model_params.DiT.final_layer_type")[1] == "wavenet":
-        rules += _WAVENET_RULES
+        rules += _view_rules(WaveNetConfig, "wavenet")
     if _lookup(cfg, "model_params.vocoder.type")[1] == "bigvgan":
         rules += _BIGVGAN_RULES
     for key, expected, required, allowed in rules:
@@ -118,6 +92,7 @@ def validate_config(cfg: Any, source: str = "<config>") -> dict:
     if dit["hidden_dim"] % dit["num_heads"]:
         raise ConfigError(f"{source}: key 'model_params.DiT.hidden_dim' ({dit['hidden_dim']}) "
                           f"must be divisible by 'model_params.DiT.num_heads' ({dit['num_heads']})")
+    ModelConfig.from_config(cfg)  # every view builds: a config that validates also constructs
     return dict(cfg)
 
 
@@ -169,3 +144,103 @@ def get(cfg: Mapping, dotted: str, default: Any = None) -> Any:
     present, value = _lookup(cfg, dotted)
     return value if present else default
 
+
+
+# ------------------------------------------------------------------------------------------- typed views
+# Frozen views of the sections the network is built from: each key's type, whether it is required (no default)
+# and its default live here once; `validate_config` checks a file against them (errors name the dotted key)
+# and the constructors take the views instead of digging in dicts. `allowed` restricts the values.
+
+def _allowed(*values: Any, default: Any = MISSING) -> Any:
+    return field(default=default, metadata={"allowed": values})
+
+
+@dataclass(frozen=True)
+class WaveNetConfig:
+    """`model_params.wavenet`: the WaveNet head of the DiT (only read when final_layer_type is wavenet)."""
+    hidden_dim: int
+    num_layers: int
+    kernel_size: int
+    dilation_rate: int
+    p_dropout: float
+    style_condition: bool
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """`model_params.DiT`: the diffusion transformer."""
+    hidden_dim: int
+    num_heads: int
+    depth: int
+    class_dropout_prob: float
+    in_channels: int
+    style_condition: bool
+    content_dim: int
+    content_codebook_size: int
+    long_skip_connection: bool
+    final_layer_type: str = _allowed(*FINAL_LAYER_TYPES)
+    is_causal: bool = _allowed(False, default=False)
+    zero_prompt_speech_token: bool = False
+    time_as_token: bool = False
+    style_as_token: bool = False
+    uvit_skip_connection: bool = False
+
+
+@dataclass(frozen=True)
+class LengthRegulatorConfig:
+    """`model_params.length_regulator`: content projection to mel length, plus the F0 embedding."""
+    channels: int
+    in_channels: int
+    content_codebook_size: int
+    sampling_ratios: list
+    is_discrete: bool = _allowed(False)
+    f0_condition: bool = False
+    n_f0_bins: int = 512
+
+    @property
+    def n_conv_blocks(self) -> int:
+        return len(self.sampling_ratios)
+
+
+def _key_types(annotation: Any) -> tuple[type, ...]:
+    return _NUMBER if annotation is float else (annotation,)
+
+
+def _view_rules(view: type, section: str) -> list[tuple[str, tuple[type, ...], bool, tuple | None]]:
+    hints = get_type_hints(view)
+    return [(f"model_params.{section}.{f.name}", _key_types(hints[f.name]),
+             f.default is MISSING and f.default_factory is MISSING, f.metadata.get("allowed"))
+            for f in fields(view)]
+
+
+def _view(view: type, block: Mapping) -> Any:
+    return view(**{f.name: block[f.name] for f in fields(view) if f.name in block})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What building and running the network needs from a config, read once."""
+    dit: DiTConfig
+    wavenet: WaveNetConfig | None
+    length_regulator: LengthRegulatorConfig
+    style_dim: int
+    reg_loss_type: str
+    mel: MelParams
+
+    @property
+    def f0_condition(self) -> bool:
+        return self.length_regulator.f0_condition
+
+    @property
+    def sample_rate(self) -> int:
+        return self.mel.sampling_rate
+
+    @classmethod
+    def from_config(cls, cfg: Mapping) -> "ModelConfig":
+        """From a validated config dict (load_config's result)."""
+        mp = cfg["model_params"]
+        dit = _view(DiTConfig, mp["DiT"])
+        return cls(dit=dit, wavenet=_view(WaveNetConfig, mp["wavenet"]) if dit.final_layer_type == "wavenet" else None,
+                   length_regulator=_view(LengthRegulatorConfig, mp["length_regulator"]),
+                   style_dim=mp["style_encoder"]["dim"], reg_loss_type=mp["reg_loss_type"],
+                   mel=MelParams.from_config(cfg))

@@ -12,10 +12,11 @@ from functools import lru_cache
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from modules.weight_norm import legacy_weight_norm
 
+from modules.config import DiTConfig, WaveNetConfig
 from modules.length_regulator import sequence_mask
 from modules.wavenet import WaveNet
+from modules.weight_norm import legacy_weight_norm
 
 ROPE_BASE = 10000.0
 # Size of the persistent `input_pos` buffer in official checkpoints (arange of this length). It is kept for
@@ -185,36 +186,33 @@ class FinalLayer(nn.Module):
 
 
 class DiT(nn.Module):
-    def __init__(self, model_params: dict):
+    def __init__(self, cfg: DiTConfig, style_dim: int, wavenet: WaveNetConfig | None = None):
+        """`wavenet` is required when cfg.final_layer_type is "wavenet"."""
         super().__init__()
-        cfg = model_params["DiT"]
-        D, C = cfg["hidden_dim"], cfg["in_channels"]
-        style_dim = model_params["style_encoder"]["dim"]
+        D, C = cfg.hidden_dim, cfg.in_channels
         self.in_channels = C
-        self.time_as_token = cfg.get("time_as_token", False)
-        self.style_as_token = cfg.get("style_as_token", False)
-        self.style_condition = cfg["style_condition"]
-        self.long_skip_connection = cfg["long_skip_connection"]
-        self.final_layer_type = cfg["final_layer_type"]
-        self.class_dropout_prob = cfg["class_dropout_prob"]
+        self.time_as_token = cfg.time_as_token
+        self.style_as_token = cfg.style_as_token
+        self.style_condition = cfg.style_condition
+        self.long_skip_connection = cfg.long_skip_connection
+        self.final_layer_type = cfg.final_layer_type
+        self.class_dropout_prob = cfg.class_dropout_prob
 
-        self.transformer = Transformer(D, cfg["num_heads"], cfg["depth"], cfg.get("uvit_skip_connection", False),
-                                       self.time_as_token)
+        self.transformer = Transformer(D, cfg.num_heads, cfg.depth, cfg.uvit_skip_connection, self.time_as_token)
         # x_embedder, cond_embedder and content_mask_embedder are never used in v1 forward; they exist so
         # official checkpoints load strictly.
         self.x_embedder = legacy_weight_norm(nn.Linear(C, D))
-        self.cond_embedder = nn.Embedding(cfg["content_codebook_size"], D)
-        self.cond_projection = nn.Linear(cfg["content_dim"], D)
+        self.cond_embedder = nn.Embedding(cfg.content_codebook_size, D)
+        self.cond_projection = nn.Linear(cfg.content_dim, D)
         self.t_embedder = TimestepEmbedder(D)
         self.register_buffer("input_pos", torch.arange(OFFICIAL_MAX_POSITIONS))
         if self.final_layer_type == "wavenet":
-            wn = model_params["wavenet"]
-            H = wn["hidden_dim"]
+            H = wavenet.hidden_dim
             self.t_embedder2 = TimestepEmbedder(H)
             self.conv1 = nn.Linear(D, H)
             self.conv2 = nn.Conv1d(H, C, 1)
-            self.wavenet = WaveNet(H, wn["kernel_size"], wn["dilation_rate"], wn["num_layers"], gin_channels=H,
-                                   p_dropout=wn["p_dropout"])
+            self.wavenet = WaveNet(H, wavenet.kernel_size, wavenet.dilation_rate, wavenet.num_layers, gin_channels=H,
+                                   p_dropout=wavenet.p_dropout)
             self.final_layer = FinalLayer(H, H)
             self.res_projection = nn.Linear(D, H)
         else:

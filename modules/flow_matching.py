@@ -18,12 +18,13 @@ SIGMA_MIN = 1e-6
 
 
 class CFM(nn.Module):
-    def __init__(self, model_params: dict):
+    def __init__(self, estimator: DiT, loss_type: str = "l1", zero_prompt_speech_token: bool = False):
+        """`estimator` predicts the velocity; `loss_type` is model_params.reg_loss_type (l1 or l2)."""
         super().__init__()
-        self.in_channels = model_params["DiT"]["in_channels"]
-        self.loss_type = model_params["reg_loss_type"]
-        self.zero_prompt_speech_token = model_params["DiT"].get("zero_prompt_speech_token", False)
-        self.estimator = DiT(model_params)
+        self.in_channels = estimator.in_channels
+        self.loss_type = loss_type
+        self.zero_prompt_speech_token = zero_prompt_speech_token
+        self.estimator = estimator
 
     def _regression_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.l1_loss(pred, target) if self.loss_type == "l1" else F.mse_loss(pred, target)

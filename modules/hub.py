@@ -24,8 +24,11 @@ repo, the file and the key (or flag) that takes a local path instead.
 """
 from __future__ import annotations
 
+import http.client
 import logging
 import os
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -35,6 +38,7 @@ from huggingface_hub.errors import HFValidationError, RemoteEntryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
 from modules.config import ConfigError, get, load_config
+from modules.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +89,7 @@ _TRANSFORMERS_CONFIGS = ("config.json", "preprocessor_config.json")
 _TRANSFORMERS_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 
 
-class AssetUnavailableError(RuntimeError):
+class AssetUnavailableError(UserError, RuntimeError):
     """A pretrained file is neither at the given local path, nor in the download cache, nor downloadable."""
 
     def __init__(self, message: str, repo: str | None = None, filename: str | None = None, missing_on_hub=False):
@@ -102,6 +106,28 @@ def hub_offline() -> bool:
 
 def _endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+PROBE_TIMEOUT_S = 5.0
+_unreachable: dict[str, str] = {}   # endpoint -> why it could not be reached, remembered for this process
+
+
+def _unreachable_reason(url: str, endpoint: str) -> str | None:
+    """One short request (no retries) before a download: why the hub cannot be reached, or None if it answers.
+
+    huggingface_hub retries a failed connection five times with a growing back-off (about half a minute per
+    file); a machine without network should hear so at once, and only once per process."""
+    if endpoint in _unreachable:
+        return _unreachable[endpoint]
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=PROBE_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        return None          # it answered (404, 401, ...): huggingface_hub reports what that means
+    except (OSError, http.client.HTTPException) as e:
+        reason = getattr(e, "reason", e)
+        _unreachable[endpoint] = f"{endpoint} cannot be reached: {getattr(reason, 'strerror', None) or reason}"
+        return _unreachable[endpoint]
+    return None
 
 
 def _how_to_go_local(asset: Asset) -> str:
@@ -126,6 +152,10 @@ def download(asset: Asset, *, cache_dir: str | Path = CHECKPOINTS_DIR, revision:
         raise unavailable("the repo has no such file", missing_on_hub=True)
     if hub_offline():
         raise unavailable("offline mode is on (HF_HUB_OFFLINE)")
+    unreachable_reason = _unreachable_reason(url, _endpoint())
+    if unreachable_reason:
+        raise unavailable(f"the download failed ({unreachable_reason}; check the network, or set "
+                          f"HF_HUB_OFFLINE=1 and use local files)")
     log.info("downloading %s into %s", url, cache_dir)
     try:
         path = hf_hub_download(asset.repo, asset.filename, revision=revision, cache_dir=str(cache_dir),

@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from modules.config import LengthRegulatorConfig
+
 # F0 quantisation range (Hz), mapped on the mel scale to bins 1..n_bins-1; bin 1 also means unvoiced.
 F0_MIN_HZ, F0_MAX_HZ = 50.0, 1100.0
 _F0_MEL_MIN = 1127.0 * math.log(1.0 + F0_MIN_HZ / 700.0)
@@ -78,8 +80,6 @@ class LengthRegulator(nn.Module):
         return out * sequence_mask(ylens, n_frames).unsqueeze(-1)
 
     @classmethod
-    def from_config(cls, model_params: dict) -> "LengthRegulator":
-        lr = model_params["length_regulator"]
-        return cls(channels=lr["channels"], in_channels=lr["in_channels"], n_conv_blocks=len(lr["sampling_ratios"]),
-                   codebook_size=lr["content_codebook_size"], f0_condition=lr.get("f0_condition", False),
-                   n_f0_bins=lr.get("n_f0_bins", 512))
+    def from_config(cls, cfg: LengthRegulatorConfig) -> "LengthRegulator":
+        return cls(channels=cfg.channels, in_channels=cfg.in_channels, n_conv_blocks=cfg.n_conv_blocks,
+                   codebook_size=cfg.content_codebook_size, f0_condition=cfg.f0_condition, n_f0_bins=cfg.n_f0_bins)

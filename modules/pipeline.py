@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -26,11 +27,12 @@ import torch.nn as nn
 
 from modules import hub
 from modules.audio import AudioError, load_audio, mel_spectrogram, n_mel_frames
-from modules.checkpoint import load_model_weights, select_run_checkpoint
+from modules.checkpoint import load_model_weights, run_directory, select_run_checkpoint
 from modules.chunking import ChunkAssembler, ChunkPlan
 from modules.config import MelParams, load_config, preset_path
 from modules.content_encoder import load_content_encoder
 from modules.devices import pick_device, same_device, synchronize
+from modules.errors import UserError
 from modules.f0 import load_f0_extractor
 from modules.model import SeedVCModel, build_model
 from modules.resample import resample
@@ -42,19 +44,24 @@ log = logging.getLogger(__name__)
 FRONTEND_RATE = 16000          # content encoders, CAM++ and F0 extractors all take 16 kHz audio
 REFERENCE_MAX_SECONDS = 25.0   # longer references are clipped, as in the original
 REFERENCE_MIN_SECONDS = 1.0
+# Only this much of a reference file is decoded: the clip plus a margin, so resampling treats the clip's end
+# as it would in the whole file.
+REFERENCE_DECODE_SECONDS = REFERENCE_MAX_SECONDS + 1.0
+SOURCE_MIN_SECONDS = 0.1       # above one F0 analysis window (1024 samples at 16 kHz); shorter has no frames
 F0_THRESHOLD = 0.03
-DEFAULT_LOG_DIR = "./runs"
 
 Progress = Callable[[float, str], None]   # (fraction done in [0, 1], what is happening)
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError, ValueError):
     """A conversion request cannot be carried out; the message says which input or setting and why."""
 
 
 @dataclass(frozen=True)
 class ConversionSettings:
-    """The original's controls, with the ranges its UIs allow."""
+    """The original's controls, with the ranges its UIs allow. One place for the CLI, the engine and the app:
+    `parse` takes loosely typed values (the API sends floats, None, huge numbers), `validate` checks ranges,
+    and the app's sliders take their ranges from LIMITS."""
     diffusion_steps: int = 10
     length_adjust: float = 1.0
     inference_cfg_rate: float = 0.7
@@ -64,15 +71,41 @@ class ConversionSettings:
 
     LIMITS = {"diffusion_steps": (1, 200), "length_adjust": (0.5, 2.0), "inference_cfg_rate": (0.0, 1.0),
               "semitone_shift": (-24, 24)}
+    WHOLE = ("diffusion_steps", "semitone_shift")
+    SEED_LIMIT = 2 ** 63 - 1
+
+    @classmethod
+    def parse(cls, **values) -> "ConversionSettings":
+        """Checked settings from request values; a negative or missing seed means a random one."""
+        for name, value in values.items():
+            if name in cls.LIMITS and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ConversionError(f"{name} must be a number, got {value!r}")
+        seed = values.pop("seed", None)
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, (int, float)) or \
+                    (isinstance(seed, float) and not math.isfinite(seed)) or abs(seed) > cls.SEED_LIMIT \
+                    or int(seed) != seed:
+                raise ConversionError(f"seed must be a whole number up to {cls.SEED_LIMIT} (negative: random), "
+                                      f"got {seed!r}")
+            seed = int(seed) if seed >= 0 else None
+        for name in cls.LIMITS:
+            value = values.get(name)
+            if name not in cls.WHOLE and value is not None:
+                values[name] = float(value)
+            elif isinstance(value, float) and value.is_integer():
+                values[name] = int(value)
+        if "auto_f0_adjust" in values:
+            values["auto_f0_adjust"] = bool(values["auto_f0_adjust"])
+        return cls(**values, seed=seed).validate()
 
     def validate(self) -> "ConversionSettings":
         for name, (low, high) in self.LIMITS.items():
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value) \
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
                     or not low <= value <= high:
                 raise ConversionError(f"{name} = {value!r} is outside the supported range [{low}, {high}]")
-        if int(self.diffusion_steps) != self.diffusion_steps or int(self.semitone_shift) != self.semitone_shift:
-            raise ConversionError("diffusion_steps and semitone_shift must be whole numbers")
+        if any(int(getattr(self, name)) != getattr(self, name) for name in self.WHOLE):
+            raise ConversionError(f"{' and '.join(self.WHOLE)} must be whole numbers")
         return self
 
 
@@ -214,19 +247,25 @@ class VoiceConverter:
 
     # ------------------------------------------------------------------ inputs
     def load(self, path: str | Path, role: str) -> np.ndarray:
+        """Decode a "source" or "reference" file; errors name it by role and file name, never its folder."""
+        name = Path(path).name
         if role == "reference":
-            return load_audio(path, self.sample_rate, min_seconds=REFERENCE_MIN_SECONDS, role=role)
-        return load_audio(path, self.sample_rate, max_seconds=self.max_source_seconds, role=role)
+            return load_audio(path, self.sample_rate, min_seconds=REFERENCE_MIN_SECONDS,
+                              keep_seconds=REFERENCE_DECODE_SECONDS, role=role, name=name)
+        return load_audio(path, self.sample_rate, min_seconds=SOURCE_MIN_SECONDS,
+                          max_seconds=self.max_source_seconds, role=role, name=name)
 
-    def _wave(self, audio: str | Path | np.ndarray, role: str) -> np.ndarray:
+    def wave(self, audio: str | Path | np.ndarray, role: str) -> np.ndarray:
+        """A file decoded (see load) or an array checked, as float32 [N] at the model rate."""
         if isinstance(audio, (str, Path)):
             return self.load(audio, role)
         wave = np.asarray(audio, dtype=np.float32)
         if wave.ndim != 1 or wave.size == 0 or not np.isfinite(wave).all():
             raise AudioError(f"{role} audio must be a non-empty 1-D array of finite samples")
-        if role == "reference" and wave.size < REFERENCE_MIN_SECONDS * self.sample_rate:
-            raise AudioError(f"reference audio is {wave.size / self.sample_rate:.2f} s long; "
-                             f"it must be at least {REFERENCE_MIN_SECONDS:g} s.")
+        shortest = REFERENCE_MIN_SECONDS if role == "reference" else SOURCE_MIN_SECONDS
+        if wave.size < shortest * self.sample_rate:
+            raise AudioError(f"{role} audio is {wave.size / self.sample_rate:.2f} s long; "
+                             f"it must be at least {shortest:g} s.", reason="too short")
         return wave
 
     # ------------------------------------------------------------------ features
@@ -294,8 +333,8 @@ class VoiceConverter:
             timings[name] = timings.get(name, 0.0) + now - clock
             clock = now
 
-        source_wave = self._wave(source, "source")
-        reference_wave = self._wave(reference, "reference")
+        source_wave = self.wave(source, "source")
+        reference_wave = self.wave(reference, "reference")
         lap("load")
         report(0.0, "analysing the reference")
         ref = self.reference_features(reference_wave)
@@ -378,7 +417,7 @@ def build_converter(config: str | Path | None = None, *, checkpoint: str | Path 
     state = None
     if run_name or run_dir:
         base_cfg = load_config(config) if config else {}
-        run_dir = Path(run_dir) if run_dir else Path(base_cfg.get("log_dir") or DEFAULT_LOG_DIR) / run_name
+        run_dir = Path(run_dir) if run_dir else run_directory(base_cfg, run_name)
         selection = select_run_checkpoint(run_dir)
         config = config or selection.config
         if config is None:
@@ -389,8 +428,11 @@ def build_converter(config: str | Path | None = None, *, checkpoint: str | Path 
     cfg = load_config(config)
     f0_condition = bool(cfg["model_params"]["length_regulator"].get("f0_condition", False))
     if require_f0 is not None and require_f0 != f0_condition:
-        raise ConversionError(f"{config}: --f0-condition {str(require_f0).lower()} does not match this config "
-                              f"(length_regulator.f0_condition is {str(f0_condition).lower()})")
+        wanted = "an F0-conditioned (singing)" if require_f0 else "a speech (not F0-conditioned)"
+        raise ConversionError(f"{Path(str(config)).name} is not {wanted} model: its length_regulator.f0_condition "
+                              f"is {str(f0_condition).lower()}. Use a config of the other kind (inference.py: "
+                              f"--f0-condition {str(f0_condition).lower()}; app_svc.py for F0 models, app_vc.py "
+                              f"for speech)")
     dev = pick_device(device)
 
     model = build_model(cfg)

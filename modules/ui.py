@@ -7,17 +7,24 @@ Public endpoints (stable names, every setting an argument, no hidden UI state):
   /batch_convert   [sources], reference, model, settings...    -> [WAV per source], per-file status table
   /model_info      (nothing)                                   -> JSON: loaded model, sample rate, device, choices
 The singing app adds auto F0 adjust, pitch shift and F0 extractor after the CFG rate; both end with the seed.
-Models are picked by label among those the server was started with or found in its run directories; no
-endpoint takes a filesystem path. Every GPU event shares one worker pool (concurrency_id="gpu"). On a ZeroGPU
-Space each conversion runs inside `spaces.GPU` (modules/zerogpu.py) with a budget from its decoded length.
+Every argument has a name (the ConversionSettings field it sets). Models are picked by label among those the
+server was started with or found in its run directories, of the app's kind only (F0 models for the singing
+app, speech models for the speech app); no endpoint takes a filesystem path. Results are written to a
+subfolder the app owns (OUTPUT_SUBFOLDER of --output-dir); only files it wrote there are pruned or served.
+Errors a user can fix are shown as they are; any other failure is logged and shown as an internal error, so
+no message carries a server path or an internal exception text. Every GPU event shares one worker pool
+(concurrency_id="gpu"). On a ZeroGPU Space each conversion runs inside `spaces.GPU`
+(modules/zerogpu.py) with a budget from its decoded length.
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import io
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -32,12 +39,12 @@ import soundfile as sf
 import torch
 
 from modules import zerogpu
-from modules.audio import AudioError
-from modules.checkpoint import FINAL_CHECKPOINT_NAME, CheckpointError, training_checkpoints
-from modules.config import ConfigError, load_config
-from modules.hub import AssetUnavailableError
+from modules.arguments import add_model_arguments
+from modules.atomic_io import ensure_writable_folder
+from modules.checkpoint import FINAL_CHECKPOINT_NAME, run_config, runs_root, training_checkpoints
+from modules.config import get, load_config
+from modules.errors import UserError
 from modules.pipeline import (
-    DEFAULT_LOG_DIR,
     ConversionError,
     ConversionSettings,
     VoiceConverter,
@@ -50,7 +57,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "default"           # label of the model given on the command line
 F0_CHOICES = ("default", "rmvpe", "fcpe")
 OUTPUT_MAX_AGE_S = 3600.0          # results are kept this long in --output-dir
-USER_ERRORS = (AudioError, ConversionError, CheckpointError, ConfigError, AssetUnavailableError)
+OUTPUT_SUBFOLDER = "seedvc_app_results"   # the app writes here (inside --output-dir), and nowhere else
+INTERNAL_ERROR = ("The conversion failed because of an internal error (details are in the server's log). "
+                  "Try again; if it keeps failing, report it with the log.")
 
 
 @dataclass(frozen=True)
@@ -75,20 +84,33 @@ class ModelRegistry:
 
     def __init__(self, args: argparse.Namespace, kind: AppKind, keep: int = 2):
         config = args.config or (None if args.run_name else str(default_preset(kind.f0)))
-        common = {"device": args.device, "fp16": args.fp16, "max_source_seconds": args.max_duration}
+        common = {"device": args.device, "fp16": args.fp16, "max_source_seconds": args.max_duration,
+                  "require_f0": kind.f0}
         self.recipes: dict[str, dict[str, Any]] = {
             DEFAULT_MODEL: {"config": config, "checkpoint": args.checkpoint, "run_name": args.run_name, **common}}
-        log_dir = Path(DEFAULT_LOG_DIR)
-        if config:
-            log_dir = Path(load_config(config).get("log_dir") or DEFAULT_LOG_DIR)
+        log_dir = runs_root(load_config(config) if config else None)
         if log_dir.is_dir():
             for run in sorted(p for p in log_dir.iterdir() if p.is_dir()):
-                if (run / FINAL_CHECKPOINT_NAME).exists() or training_checkpoints(run):
+                if ((run / FINAL_CHECKPOINT_NAME).exists() or training_checkpoints(run)) and self._fits(run, kind):
                     self.recipes[f"run:{run.name}"] = {"run_dir": str(run), **common}
         self.f0_extractor = args.f0_extractor
         self.keep = keep
         self._loaded: OrderedDict[tuple[str, str | None], VoiceConverter] = OrderedDict()
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _fits(run: Path, kind: AppKind) -> bool:
+        """A run is offered only by the app of its kind: F0 controls mean nothing to a speech model."""
+        config = run_config(run)
+        try:
+            f0 = bool(get(load_config(config), "model_params.length_regulator.f0_condition", False)) if config else None
+        except UserError as e:
+            log.warning("run %s not offered: %s", run.name, e)
+            return False
+        if f0 is not None and f0 != kind.f0:
+            log.info("run %s not offered: it is a %s model", run.name, "singing (F0)" if f0 else "speech")
+            return False
+        return True
 
     @property
     def labels(self) -> list[str]:
@@ -127,9 +149,10 @@ class Engine:
 
     def __init__(self, registry: ModelRegistry, output_dir: Path, max_gpu_seconds: float = zerogpu.MAX_GPU_SECONDS):
         self.registry = registry
-        self.output_dir = output_dir
+        self.output_dir = ensure_writable_folder(output_dir / OUTPUT_SUBFOLDER, "--output-dir")
+        self._written: list[tuple[float, Path]] = []    # (when, path) of every result this process wrote
+        self._written_lock = threading.Lock()
         self.max_gpu_seconds = max_gpu_seconds
-        output_dir.mkdir(parents=True, exist_ok=True)
 
         def run(model: str | None, f0_extractor: str | None, source: np.ndarray, reference: np.ndarray,
                 settings: ConversionSettings, progress: Callable | None = None) -> Iterator[np.ndarray]:
@@ -148,9 +171,9 @@ class Engine:
     def check(self, source: str | None, reference: str | None, model: str | None, f0_extractor: str | None,
               settings: ConversionSettings) -> VoiceConverter:
         """Everything that can be refused before any GPU time is spent; returns the converter."""
-        if not source:
+        if source is None or isinstance(source, str) and not source:
             raise ConversionError("no source audio: upload the voice or song to convert")
-        if not reference:
+        if reference is None or isinstance(reference, str) and not reference:
             raise ConversionError("no reference audio: upload a clip of the target voice (1-25 s)")
         settings.validate()
         return self.registry.get(model, f0_extractor)
@@ -171,7 +194,7 @@ class Engine:
         """Yields the sample rate, then the pieces of the result."""
         converter = self.check(source, reference, model, f0_extractor, settings)
         # Decoded here, outside any GPU slot: the budget is set from the decoded length, and decoding needs no GPU.
-        source_wave, reference_wave = converter.load(source, "source"), converter.load(reference, "reference")
+        source_wave, reference_wave = converter.wave(source, "source"), converter.wave(reference, "reference")
         if self.in_space:
             self.check_gpu_budget(source_wave.size / converter.sample_rate, settings)
         yield converter.sample_rate
@@ -183,17 +206,19 @@ class Engine:
         fd, path = tempfile.mkstemp(prefix=f"{stem}_", suffix=".wav", dir=self.output_dir)
         os.close(fd)
         sf.write(path, wave, sample_rate, subtype="PCM_16")
+        with self._written_lock:
+            self._written.append((time.time(), Path(path)))
         return path
 
     def prune(self, max_age_s: float = OUTPUT_MAX_AGE_S) -> None:
-        """Drop results older than max_age_s: Gradio has copied them into its own cache by then."""
+        """Drop this process's results older than max_age_s (Gradio has copied them into its own cache by then);
+        nothing else in the folder is ever touched."""
         cutoff = time.time() - max_age_s
-        for old in self.output_dir.glob("*.wav"):
-            try:
-                if old.stat().st_mtime < cutoff:
-                    old.unlink()
-            except OSError:   # another worker removed it first
-                pass
+        with self._written_lock:
+            old = [path for when, path in self._written if when < cutoff]
+            self._written = [(when, path) for when, path in self._written if when >= cutoff]
+        for path in old:
+            path.unlink(missing_ok=True)
 
 
 def wav_bytes(wave: np.ndarray, sample_rate: int) -> bytes:
@@ -204,147 +229,235 @@ def wav_bytes(wave: np.ndarray, sample_rate: int) -> bytes:
 
 # ---------------------------------------------------------------------------------------------- page
 
+class CallerGone(Exception):
+    """The caller of the running event disconnected: its work stops at the next diffusion step."""
+
+
+def caller_gone() -> bool:
+    """True once Gradio's queue has marked the running event's caller as gone (its event stream closed).
+
+    Gradio stops iterating an abandoned generator only after the chunk in flight; checking this at every
+    diffusion step frees the worker sooner. Reads the queue's own bookkeeping; where that is not available
+    (another Gradio, a ZeroGPU worker process) it is never True and nothing changes."""
+    try:
+        from gradio.context import LocalContext
+        event_id, blocks = LocalContext.event_id.get(None), LocalContext.blocks.get(None)
+        jobs = blocks._queue.active_jobs if blocks is not None and event_id else []
+        return any(event._id == event_id and not event.alive for job in jobs if job for event in job)
+    except (ImportError, AttributeError):
+        return False
+
+
+def setting_names(kind: AppKind) -> tuple[str, ...]:
+    """The settings every endpoint takes after (source, reference, model), in order: ConversionSettings fields,
+    plus the F0 extractor in the singing app."""
+    f0 = ("auto_f0_adjust", "semitone_shift", "f0_extractor") if kind.f0 else ()
+    return ("diffusion_steps", "length_adjust", "inference_cfg_rate", *f0, "seed")
+
+
+def named_endpoint(impl: Callable, inputs: tuple[str, ...], progress: Any) -> Callable:
+    """`impl(*inputs_by_name, progress)` as an endpoint whose signature names every input, so the API page and
+    gradio_client show the names (a *args function shows param_6 ...). User errors become a page error with
+    their own text; any other failure is logged and reported as an internal error, with no details."""
+    import gradio as gr
+
+    signature = inspect.Signature([inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                                   for name in inputs]
+                                  + [inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                       default=progress)])
+
+    def arguments(args, kwargs) -> dict:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return bound.arguments
+
+    def user_facing(error: Exception) -> Exception:
+        if isinstance(error, gr.Error):
+            return error
+        if isinstance(error, UserError):
+            return gr.Error(str(error), title="Cannot convert")
+        log.error("%s failed", impl.__name__, exc_info=error)
+        return gr.Error(INTERNAL_ERROR, title="Internal error")
+
+    if inspect.isgeneratorfunction(impl):
+        def endpoint(*args, **kwargs):
+            try:
+                yield from impl(**arguments(args, kwargs))
+            except CallerGone:
+                log.info("%s: the caller went away; stopped", impl.__name__)
+            except Exception as e:  # noqa: BLE001 - every failure gets a message; bugs are logged
+                raise user_facing(e) from None
+    else:
+        def endpoint(*args, **kwargs):
+            try:
+                return impl(**arguments(args, kwargs))
+            except CallerGone:
+                log.info("%s: the caller went away; stopped", impl.__name__)
+                return None
+            except Exception as e:  # noqa: BLE001 - every failure gets a message; bugs are logged
+                raise user_facing(e) from None
+    endpoint.__signature__ = signature
+    endpoint.__name__ = impl.__name__
+    return endpoint
+
+
+def describe_model(info: dict) -> str:
+    """The model panel: /model_info as a few readable lines."""
+    f0 = f"yes, extractor {info.get('f0_extractor')}" if info.get("f0_condition") else "no (speech model)"
+    limit = info.get("max_source_seconds")
+    return "\n".join([
+        f"**Config:** {info.get('config', '?')}  \n**Checkpoint:** {info.get('checkpoint', '?')}",
+        f"- Sample rate: {info.get('sample_rate')} Hz",
+        f"- Device: {info.get('device')}",
+        f"- F0-conditioned: {f0}",
+        f"- Longest source: {f'{limit:g} s' if limit else 'no limit'}; references are clipped to 25 s",
+        f"- Models offered: {', '.join(info.get('models', []))}",
+        f"- Loaded now: {', '.join(info.get('loaded', [])) or 'none'}",
+    ])
+
+
 def build_demo(registry: ModelRegistry, kind: AppKind, output_dir: Path, concurrency: int = 1,
                max_gpu_seconds: float = zerogpu.MAX_GPU_SECONDS):
     import gradio as gr
 
     engine = Engine(registry, output_dir, max_gpu_seconds)
     progress_bar = gr.Progress()   # Gradio injects the per-event tracker into a parameter with this default
+    names = setting_names(kind)
+    inputs = ("source", "reference", "model", *names)
 
-    def user_error(error: Exception) -> gr.Error:
-        return gr.Error(str(error), title="Cannot convert")
+    def settings_from(values: dict) -> tuple[ConversionSettings, str | None]:
+        values = {name: values[name] for name in names}
+        f0_extractor = values.pop("f0_extractor", None)
+        return ConversionSettings.parse(**values), f0_extractor
 
-    def settings_from(steps, length_adjust, cfg_rate, extra) -> tuple[ConversionSettings, str | None]:
-        """extra: (auto_f0, semitones, f0_extractor, seed) in the singing app, (seed,) in the speech app."""
-        if kind.f0:
-            auto_f0, semitones, f0_extractor, seed = extra
-        else:
-            (seed,), auto_f0, semitones, f0_extractor = extra, False, 0, None
-        for name, value in (("diffusion steps", steps), ("length adjust", length_adjust), ("CFG rate", cfg_rate),
-                            ("pitch shift", semitones)):
-            if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConversionError(f"{name} must be a number, got {value!r}")
-        if seed is not None and (not isinstance(seed, (int, float)) or not np.isfinite(seed) or abs(seed) > 2 ** 63):
-            raise ConversionError(f"seed must be a whole number (negative for random), got {seed!r}")
-        settings = ConversionSettings(
-            diffusion_steps=int(steps) if float(steps).is_integer() else steps, length_adjust=float(length_adjust),
-            inference_cfg_rate=float(cfg_rate), auto_f0_adjust=bool(auto_f0),
-            semitone_shift=int(semitones) if float(semitones).is_integer() else semitones,
-            seed=None if seed is None or seed < 0 else int(seed))
-        return settings, f0_extractor
+    def reporter(progress) -> Callable[[float, str], None]:
+        """The engine's progress callback: shows progress, and stops the work once the caller has gone."""
+        def report(fraction: float, text: str) -> None:
+            if caller_gone():
+                raise CallerGone
+            if progress is not None:
+                progress(fraction, desc=text)
+        return report
 
-    def pieces(source, reference, model, steps, length_adjust, cfg_rate, extra, progress) -> Iterator:
-        settings, f0_extractor = settings_from(steps, length_adjust, cfg_rate, extra)
-        report = (lambda fraction, text: progress(fraction, desc=text)) if progress is not None else None
-        return engine.stream(source, reference, model, f0_extractor, settings, report)
+    def pieces(source, reference, model, values: dict, progress) -> Iterator:
+        settings, f0_extractor = settings_from(values)
+        return engine.stream(source, reference, model, f0_extractor, settings, reporter(progress))
 
-    def convert(source, reference, model, steps, length_adjust, cfg_rate, *extra, progress=progress_bar):
-        try:
-            stream = pieces(source, reference, model, steps, length_adjust, cfg_rate, extra, progress)
-            sample_rate = next(stream)
-            wave = np.concatenate(list(stream))
-        except USER_ERRORS as e:
-            raise user_error(e) from None
-        return engine.write(wave, sample_rate, "converted")
+    def convert(source, reference, model, progress=None, **values):
+        stream = pieces(source, reference, model, values, progress)
+        sample_rate = next(stream)
+        return engine.write(np.concatenate(list(stream)), sample_rate, "converted")
 
-    def convert_stream(source, reference, model, steps, length_adjust, cfg_rate, *extra, progress=progress_bar):
-        try:
-            stream = pieces(source, reference, model, steps, length_adjust, cfg_rate, extra, progress)
-            sample_rate = next(stream)
-            done = []
-            for piece in stream:
-                done.append(piece)
-                if piece.size:
-                    # The player gets bytes (Gradio re-encodes them for the browser, which API callers cannot
-                    # play); API callers get each piece as its own WAV.
-                    yield wav_bytes(piece, sample_rate), engine.write(piece, sample_rate, "chunk"), None
-        except USER_ERRORS as e:
-            raise user_error(e) from None
+    def convert_stream(source, reference, model, progress=None, **values):
+        stream = pieces(source, reference, model, values, progress)
+        sample_rate = next(stream)
+        done = []
+        for piece in stream:
+            done.append(piece)
+            if piece.size:
+                # The player gets bytes (Gradio re-encodes them for the browser, which API callers cannot
+                # play); API callers get each piece as its own WAV.
+                yield wav_bytes(piece, sample_rate), engine.write(piece, sample_rate, "chunk"), None
         yield None, None, engine.write(np.concatenate(done), sample_rate, "converted")
 
-    def batch_convert(sources, reference, model, steps, length_adjust, cfg_rate, *extra, progress=progress_bar):
-        sources = [sources] if isinstance(sources, str) else list(sources or [])
-        try:
-            if not sources:
-                raise ConversionError("no source files: upload one or more files to convert")
-            settings, f0_extractor = settings_from(steps, length_adjust, cfg_rate, extra)
-            engine.check(sources[0], reference, model, f0_extractor, settings)  # whole-batch problems stop it
-            registry.get(model, f0_extractor).load(reference, "reference")      # so does a bad reference, once
-        except USER_ERRORS as e:
-            raise user_error(e) from None
+    def batch_convert(source, reference, model, progress=None, **values):
+        sources = [source] if isinstance(source, str) else list(source or [])
+        if not sources:
+            raise ConversionError("no source files: upload one or more files to convert")
+        settings, f0_extractor = settings_from(values)
+        engine.check(sources[0], reference, model, f0_extractor, settings)  # whole-batch problems stop it
+        # So does a bad reference; decoded once, the same samples serve every source.
+        reference_wave = registry.get(model, f0_extractor).load(reference, "reference")
         outputs, rows = [], []
-        for index, source in enumerate(sources):
-            name = Path(source).name
-            progress(index / len(sources), desc=f"{index + 1}/{len(sources)}: {name}")
+        for index, path in enumerate(sources):
+            name = Path(path).name
+            reporter(progress)(index / len(sources), f"{index + 1}/{len(sources)}: {name}")
             try:
-                stream = engine.stream(source, reference, model, f0_extractor, settings)
+                stream = engine.stream(path, reference_wave, model, f0_extractor, settings, reporter(None))
                 sample_rate = next(stream)
                 outputs.append(engine.write(np.concatenate(list(stream)), sample_rate, f"vc_{Path(name).stem}"))
                 rows.append([name, "ok", Path(outputs[-1]).name])
-            except USER_ERRORS as e:
+            except UserError as e:
                 rows.append([name, f"failed: {e}", ""])  # one bad source does not sink the batch
+            except Exception:
+                log.exception("batch: %s failed", name)
+                rows.append([name, "failed: internal error (see the server's log)", ""])
         return outputs, rows
 
     def model_info() -> dict:
         try:
             return registry.info()
-        except USER_ERRORS as e:
-            raise user_error(e) from None
+        except UserError as e:
+            raise gr.Error(str(e), title="Cannot load the model") from None
 
+    def model_text() -> str:
+        try:
+            return describe_model(registry.info())
+        except UserError as e:
+            return f"The model cannot be loaded: {e}"
+
+    low, high = ConversionSettings.LIMITS["diffusion_steps"]
     gpu = {"concurrency_limit": concurrency, "concurrency_id": "gpu"}
     # delete_cache: Gradio's copies of uploads and results go after an hour, so a long-lived server stays small.
     with gr.Blocks(title=kind.title, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(f"## {kind.title}\nUpload a source and a reference (the target voice, 1-25 s; longer "
-                    "references are clipped to 25 s). The result streams in as each 30 s window is ready; the "
-                    "full WAV follows. API: see \"Use via API\" at the bottom of the page.")
-        with gr.Row():
-            model = gr.Dropdown(registry.labels, value=DEFAULT_MODEL, label="Model", scale=1,
-                                info="the model the server was started with, or one of its run directories")
-            info_box = gr.JSON(label="Loaded model", scale=2)
-            refresh = gr.Button("Refresh model info", scale=0)
-        with gr.Row():
-            steps = gr.Slider(1, 200, value=10, step=1, label="Diffusion steps",
-                              info="10 by default, 50-100 for best quality")
-            length_adjust = gr.Slider(0.5, 2.0, value=1.0, step=0.1, label="Length adjust",
-                                      info="<1.0 speeds up, >1.0 slows down")
-            cfg_rate = gr.Slider(0.0, 1.0, value=0.7, step=0.1, label="Inference CFG rate")
-        extra = []
-        if kind.f0:
-            with gr.Row():
-                extra = [gr.Checkbox(value=kind.auto_f0_default, label="Auto F0 adjust",
-                                     info="move the source pitch to the reference's median pitch"),
-                         gr.Slider(-24, 24, value=0, step=1, label="Pitch shift (semitones)"),
-                         gr.Dropdown(list(F0_CHOICES), value="default", label="F0 extractor",
-                                     info="default: the config's (RMVPE unless set)")]
-        extra.append(gr.Number(value=-1, precision=0, label="Seed", info="negative: random"))
-        settings = [model, steps, length_adjust, cfg_rate, *extra]
-
+        gr.Markdown(f"## {kind.title}\nUpload the audio to convert and a reference of the target voice (1-25 s; "
+                    "longer references are clipped to 25 s), then Convert. The result streams in window by "
+                    "window; the full WAV follows. Settings are below; the API is under \"Use via API\".")
         with gr.Tab("Convert"):
             with gr.Row():
                 source = gr.Audio(type="filepath", label="Source audio", elem_id="source-audio")
                 reference = gr.Audio(type="filepath", label="Reference audio", elem_id="reference-audio")
-            with gr.Row():
-                go = gr.Button("Convert", variant="primary", elem_id="convert-button")
-                whole = gr.Button("Convert (whole file)", visible=False)  # trigger of /convert, for the API
+            go = gr.Button("Convert", variant="primary", elem_id="convert-button")
+            whole = gr.Button("Convert (whole file)", visible=False)  # trigger of /convert, for the API
             with gr.Row():
                 streamed = gr.Audio(label="Streamed output", streaming=True, autoplay=True, interactive=False,
                                     elem_id="stream-output")
                 full = gr.Audio(label="Full output (WAV)", type="filepath", format="wav", interactive=False,
                                 elem_id="full-output")
             chunk = gr.File(label="Latest chunk (WAV)", visible=False)   # for /convert_stream API callers
-            go.click(convert_stream, [source, reference, *settings], [streamed, chunk, full],
-                     api_name="convert_stream", **gpu)
-            whole.click(convert, [source, reference, *settings], full, api_name="convert", **gpu)
         with gr.Tab("Batch"):
-            batch_sources = gr.File(file_count="multiple", type="filepath", label="Source files")
-            batch_reference = gr.Audio(type="filepath", label="Reference audio")
+            with gr.Row():
+                batch_sources = gr.File(file_count="multiple", type="filepath", label="Source files")
+                batch_reference = gr.Audio(type="filepath", label="Reference audio")
             batch_go = gr.Button("Convert all", variant="primary")
             batch_files = gr.File(file_count="multiple", label="Results", interactive=False)
             batch_status = gr.Dataframe(headers=["source", "status", "output"], label="Status", interactive=False)
-            batch_go.click(batch_convert, [batch_sources, batch_reference, *settings], [batch_files, batch_status],
-                           api_name="batch_convert", **gpu)
-        refresh.click(model_info, None, info_box, api_name="model_info")
-        demo.load(model_info, None, info_box, api_visibility="private")
+        with gr.Accordion("Settings", open=False):
+            model = gr.Dropdown(registry.labels, value=DEFAULT_MODEL, label="Model",
+                                info="the model the server was started with, or one of its run directories")
+            with gr.Row():
+                steps = gr.Slider(low, high, value=10, step=1, label="Diffusion steps",
+                                  info="10 by default, 50-100 for best quality")
+                length_adjust = gr.Slider(*ConversionSettings.LIMITS["length_adjust"], value=1.0, step=0.1,
+                                          label="Length adjust", info="<1.0 speeds up, >1.0 slows down")
+                cfg_rate = gr.Slider(*ConversionSettings.LIMITS["inference_cfg_rate"], value=0.7, step=0.1,
+                                     label="Inference CFG rate")
+            extra = []
+            if kind.f0:
+                with gr.Row():
+                    extra = [gr.Checkbox(value=kind.auto_f0_default, label="Auto F0 adjust",
+                                         info="move the source pitch to the reference's median pitch"),
+                             gr.Slider(*ConversionSettings.LIMITS["semitone_shift"], value=0, step=1,
+                                       label="Pitch shift (semitones)"),
+                             gr.Dropdown(list(F0_CHOICES), value="default", label="F0 extractor",
+                                         info="default: the config's (RMVPE unless set)")]
+            extra.append(gr.Number(value=-1, precision=0, label="Seed", info="negative: random"))
+        with gr.Accordion("Loaded model", open=False):
+            info_panel = gr.Markdown(elem_id="model-panel")
+            refresh = gr.Button("Refresh model info")
+            info_json = gr.JSON(visible=False)   # what /model_info returns to API callers
+        settings = [model, steps, length_adjust, cfg_rate, *extra]
+
+        go.click(named_endpoint(convert_stream, inputs, progress_bar), [source, reference, *settings],
+                 [streamed, chunk, full], api_name="convert_stream", **gpu)
+        whole.click(named_endpoint(convert, inputs, progress_bar), [source, reference, *settings], full,
+                    api_name="convert", **gpu)
+        batch_go.click(named_endpoint(batch_convert, inputs, progress_bar), [batch_sources, batch_reference,
+                                                                            *settings],
+                       [batch_files, batch_status], api_name="batch_convert", **gpu)
+        refresh.click(model_info, None, info_json, api_name="model_info")
+        refresh.click(model_text, None, info_panel, api_visibility="private")
+        demo.load(model_text, None, info_panel, api_visibility="private")
     return demo
 
 
@@ -357,24 +470,19 @@ def default_concurrency() -> int:
 
 def parse_args(kind: AppKind, argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=kind.title)
-    p.add_argument("--config", default=None, help=f"model config (.yml); default: {default_preset(kind.f0).name}")
-    p.add_argument("--checkpoint", default=None, help="DiT checkpoint (.pth) or hub reference; default: the config's")
-    p.add_argument("--run-name", default=None, help="serve runs/<name>/ft_model.pth, else its newest checkpoint")
-    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    p.add_argument("--fp16", type=lambda v: v.lower() in ("1", "true", "yes", "y"), default=True,
-                   help="fp16 autocast for the DiT on CUDA (true/false)")
-    p.add_argument("--f0-extractor", default=None, choices=("rmvpe", "fcpe"), help="default F0 extractor")
+    add_model_arguments(p, config_help=f"model config (.yml); default: {default_preset(kind.f0).name}",
+                        max_duration=600.0)
     p.add_argument("--host", default=None, help="address to bind (default: gradio's, 127.0.0.1 or $GRADIO_SERVER_NAME)")
     p.add_argument("--port", type=int, default=None, help="port (default: 7860 or $GRADIO_SERVER_PORT)")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
-    p.add_argument("--max-duration", type=float, default=600.0, help="refuse sources longer than this (seconds)")
     p.add_argument("--max-file-size", default="100mb", help="refuse uploads larger than this, before decoding")
     p.add_argument("--concurrency", type=int, default=default_concurrency(),
                    help=f"conversions run at once (default: 1 per GPU; {zerogpu.ZEROGPU_CONCURRENCY} on ZeroGPU)")
     p.add_argument("--max-gpu-seconds", type=float, default=zerogpu.MAX_GPU_SECONDS,
                    help="ZeroGPU only: refuse requests whose GPU time budget is longer than this")
     p.add_argument("--queue-size", type=int, default=16, help="waiting requests beyond this are refused")
-    p.add_argument("--output-dir", default=None, help="where results are written (default: a temporary folder)")
+    p.add_argument("--output-dir", default=None,
+                   help=f"results go to its subfolder {OUTPUT_SUBFOLDER}/ (default: a temporary folder)")
     return p.parse_args(argv)
 
 
@@ -384,10 +492,14 @@ def main(kind: AppKind, argv: list[str] | None = None) -> None:
     if shutil.which("ffmpeg") is None:   # Gradio encodes the streamed player's audio with ffmpeg
         log.warning("ffmpeg not found: the streamed player (/convert_stream) will fail; /convert still works. "
                     "Install it (apt-get install -y ffmpeg).")
-    registry = ModelRegistry(args, kind)
-    registry.get(DEFAULT_MODEL)  # build once at start-up, so the first caller does not wait and bad flags fail now
-    output_dir = Path(args.output_dir or tempfile.mkdtemp(prefix="seedvc_app_"))
-    demo = build_demo(registry, kind, output_dir, args.concurrency, args.max_gpu_seconds)
+    try:
+        registry = ModelRegistry(args, kind)
+        registry.get(DEFAULT_MODEL)  # built once at start-up: the first caller does not wait, bad flags fail now
+        output_dir = Path(args.output_dir or tempfile.mkdtemp(prefix="seedvc_app_"))
+        demo = build_demo(registry, kind, output_dir, args.concurrency, args.max_gpu_seconds)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     demo.queue(max_size=args.queue_size, default_concurrency_limit=args.concurrency)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True,
-                max_file_size=args.max_file_size, allowed_paths=[str(output_dir)])
+                max_file_size=args.max_file_size, allowed_paths=[str(output_dir / OUTPUT_SUBFOLDER)])

@@ -12,8 +12,10 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
+from modules.errors import UserError
 
-class WeightsError(RuntimeError):
+
+class WeightsError(UserError, RuntimeError):
     """A weights file cannot be read, or its tensors do not fit the model."""
 
 

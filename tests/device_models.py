@@ -16,6 +16,7 @@ import numpy as np
 import soundfile as sf
 import torch
 import yaml
+
 from tiny import (
     AUDIO,
     campplus_weights,

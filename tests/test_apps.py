@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from gradio_client import Client, handle_file
+
 from tiny import AUDIO, write_tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +30,7 @@ MAX_DURATION = 45.0
 STEPS = 2
 SVC_SAMPLE_RATE, VC_SAMPLE_RATE = 44100, 22050
 SOURCE, REFERENCE = AUDIO / "source_s1.wav", AUDIO / "s1p2.wav"
+USER_FILES = ("take1.wav", "notes/secret.txt")   # already in app_svc's --output-dir before it starts
 
 
 def free_port() -> int:
@@ -84,6 +86,17 @@ def servers(tmp_path_factory):
     import yaml
     shutil.copyfile(yaml.safe_load(svc_config.read_text())["pretrained_model"], run / "ft_model.pth")
     vc_config = write_tiny_config(work, "speech")
+    # A speech run in the singing app's log_dir: not a model of its kind, so it must not be offered.
+    speech_run = work / "runs" / "speech_voice"
+    speech_run.mkdir()
+    shutil.copyfile(vc_config, speech_run / "config.yml")
+    shutil.copyfile(yaml.safe_load(vc_config.read_text())["pretrained_model"], speech_run / "ft_model.pth")
+    # The user's own files in the folder given as --output-dir: the app must neither delete nor serve them.
+    user_folder = work / "app_svc.py_out"
+    (user_folder / "notes").mkdir(parents=True)
+    for name in USER_FILES:
+        (user_folder / name).write_bytes(b"the user's own file")
+        os.utime(user_folder / name, (time.time() - 7200, time.time() - 7200))   # two hours old
     started = [Server("app_svc.py", svc_config, work, "--concurrency", "2", "--max-file-size", "4mb"),
                Server("app_vc.py", vc_config, work, "--queue-size", "1", "--concurrency", "1")]
     try:
@@ -402,3 +415,215 @@ def test_readme_front_matter_describes_the_space():
     gradio_pin = next(Requirement(line) for line in (ROOT / "requirements.txt").read_text().splitlines()
                       if line.startswith("gradio"))
     assert gradio_pin.specifier.contains(meta["sdk_version"]), (meta["sdk_version"], str(gradio_pin))
+
+
+# ------------------------------------------------------------------------------------------------ issue 11: faults
+# found by trying the apps as a new user would
+
+def test_output_dir_holds_only_what_the_app_wrote(svc, servers):
+    """--output-dir pointed at a folder of the user's: old files there survive a conversion and are not served."""
+    check_wave(svc.predict(*svc_args(), api_name="/convert"), SVC_SAMPLE_RATE, seconds(SOURCE))
+    user_folder = servers["work"] / "app_svc.py_out"
+    for name in USER_FILES:
+        assert (user_folder / name).read_bytes() == b"the user's own file", name
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"{servers['svc'].url}gradio_api/file={user_folder / name}", timeout=30)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+def test_long_references_are_not_decoded_whole(servers, tmp_path):
+    """A 2 h 8-bit WAV (58 MB) and a 30 min Opus reference: the server decodes only the part it uses (the
+    reference is clipped anyway), so its peak memory rises by less than 300 MB; decoding either whole costs
+    about 1 GB."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg to make the Opus file")
+    eight_bit = tmp_path / "two_hours_8bit.wav"
+    rate = 8000
+    tone = (np.sin(2 * np.pi * 220 * np.arange(rate * 60) / rate) * 0.3).astype(np.float32)
+    with sf.SoundFile(str(eight_bit), "w", rate, 1, subtype="PCM_U8") as f:
+        for _ in range(120):
+            f.write(tone)
+    opus = tmp_path / "half_hour.opus"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=220:sample_rate=48000:"
+                    "duration=1800", "-ac", "1", "-c:a", "libopus", "-b:a", "6k", "-application", "voip",
+                    "-compression_level", "0", str(opus)], check=True, timeout=120)
+    server = servers["vc"]
+    client = Client(server.url, verbose=False)
+    source = AUDIO / "s3p1.wav"
+    # One ordinary conversion first: the first one in a fresh server loads code and caches (~400 MB).
+    client.predict(handle_file(str(source)), handle_file(str(REFERENCE)), "default", 1, 1.0, 0.7, 0,
+                   api_name="/convert")
+    for reference in (eight_bit, opus):
+        before = peak_rss_mb(server.proc.pid)
+        out = client.predict(handle_file(str(source)), handle_file(str(reference)), "default", 1, 1.0, 0.7, 0,
+                             api_name="/convert")
+        check_wave(out, VC_SAMPLE_RATE, seconds(source))
+        rise = peak_rss_mb(server.proc.pid) - before
+        print(f"{reference.name}: server peak RSS {before:.0f} MB -> +{rise:.0f} MB")
+        assert rise < 300, f"{reference.name}: the server's peak RSS rose by {rise:.0f} MB"
+
+
+STREAM_CLIENT = """
+import sys
+from gradio_client import Client, handle_file
+client = Client(sys.argv[1], verbose=False)
+job = client.submit(handle_file(sys.argv[2]), handle_file(sys.argv[3]), "default", 100, 1.0, 0.7, 0,
+                    api_name="/convert_stream")
+for _player, chunk, _full in job:
+    if chunk:
+        print("first chunk", flush=True)
+        break
+import time
+time.sleep(600)
+"""
+
+
+def test_an_abandoned_stream_stops_before_the_next_chunk(servers, tmp_path):
+    """A client killed after the first streamed chunk: the server stops its job at the next diffusion step
+    instead of finishing the chunk in flight (and today, after it, the rest); the next caller (one worker)
+    then gets the worker."""
+    server = servers["vc"]
+    written = lambda pattern: {p.name for p in (servers["work"] / "app_vc.py_out").rglob(pattern)}
+    before_chunks, before_results = written("chunk_*.wav"), written("converted_*.wav")
+    long_source = concatenated(tmp_path, "long_44s.wav", MAX_DURATION - 1)   # three 30 s windows
+    client = subprocess.Popen([sys.executable, "-c", STREAM_CLIENT, server.url, str(long_source),
+                               str(AUDIO / "s1p1.wav")], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        assert client.stdout.readline().strip() == "first chunk"
+    finally:
+        client.kill()
+        client.wait()
+    # The next caller runs once the worker is free: after the abandoned job stopped (or finished).
+    out = Client(server.url, verbose=False).predict(handle_file(str(SOURCE)), handle_file(str(REFERENCE)),
+                                                    "default", 1, 1.0, 0.7, 0, api_name="/convert")
+    check_wave(out, VC_SAMPLE_RATE, seconds(SOURCE))
+    chunks = written("chunk_*.wav") - before_chunks
+    assert len(chunks) == 1, f"the abandoned stream went on converting: {sorted(chunks)}"
+    assert len(written("converted_*.wav") - before_results) == 1     # only the next caller's result
+
+
+def test_error_messages_name_the_input_and_hide_server_paths(svc, servers, tmp_path):
+    from gradio_client.exceptions import AppError
+    corrupt, tiny_clip, text = tmp_path / "corrupt.wav", tmp_path / "blip.wav", tmp_path / "notes.txt"
+    corrupt.write_bytes(os.urandom(4000))
+    sf.write(str(tiny_clip), sf.read(str(SOURCE), dtype="float32")[0][:334], 24000)
+    text.write_text("not audio\n" * 50)
+    cases = [
+        ("huge seed", svc_args(seed=1e30), ["seed"]),
+        ("corrupt source", svc_args(source=corrupt), ["source", "corrupt.wav"]),
+        ("text as reference", svc_args(reference=text), ["reference", "notes.txt"]),
+        ("too-short source", svc_args(source=tiny_clip), ["source", "blip.wav", "at least"]),
+    ]
+    leaks = ("/tmp", "gradio", str(servers["work"]), "ufunc", "Errno", "samples; F0", "Error opening")
+    problems = []
+    for what, args, expected in cases:
+        try:
+            svc.predict(*args, api_name="/convert")
+            problems.append(f"{what}: no error")
+            continue
+        except AppError as e:
+            message = str(e)
+        missing = [word for word in expected if word not in message]
+        leaked = [word for word in leaks if word in message]
+        if missing or leaked:
+            problems.append(f"{what}: {message!r} (missing {missing}, leaks {leaked})")
+    assert not problems, "\n".join(problems)
+
+
+def test_singing_app_offers_only_f0_models(svc):
+    from gradio_client.exceptions import AppError
+    assert "run:speech_voice" not in svc.predict(api_name="/model_info")["models"]
+    with pytest.raises(AppError, match="unknown model|not in the list of choices"):
+        svc.predict(*svc_args(model="run:speech_voice"), api_name="/convert")
+
+
+def test_every_api_argument_has_a_name(svc, servers):
+    for client, f0 in ((svc, True), (Client(servers["vc"].url, verbose=False), False)):
+        api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+        for endpoint, spec in api.items():
+            names = [p["parameter_name"] for p in spec["parameters"]]
+            assert not [n for n in names if n.startswith("param_")], (endpoint, names)
+        names = [p["parameter_name"] for p in api["/convert"]["parameters"]]
+        tail = ["auto_f0_adjust", "semitone_shift", "f0_extractor", "seed"] if f0 else ["seed"]
+        assert names == ["source", "reference", "model", "diffusion_steps", "length_adjust", "inference_cfg_rate",
+                         *tail]
+
+
+def test_page_puts_uploads_and_convert_first(servers):
+    """On a laptop-sized window the uploads and the Convert button are visible without scrolling, the settings
+    sit in a closed accordion and the model panel is readable text, not a JSON tree."""
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
+    from playwright import sync_api as playwright
+    height = 720
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox",
+                                                                         "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": height})
+            page.goto(servers["svc"].url, wait_until="networkidle")
+            for box in ("#source-audio", "#reference-audio", "#convert-button"):
+                bounds = page.locator(box).bounding_box()
+                assert bounds and bounds["y"] + bounds["height"] <= height, (box, bounds)
+            assert not page.get_by_label("Diffusion steps").first.is_visible()   # inside the closed accordion
+            page.get_by_text("Settings", exact=True).first.click()
+            page.get_by_label("Diffusion steps").first.wait_for(state="visible", timeout=10000)
+            page.get_by_text("Loaded model", exact=True).first.click()
+            panel = page.locator("#model-panel")
+            panel.get_by_text("Sample rate").wait_for(timeout=30000)
+            text = panel.inner_text()
+            assert "44100 Hz" in text and "{" not in text and "sample_rate" not in text, text
+        finally:
+            browser.close()
+
+
+class CountingEndpoint:
+    """A 'hub' on 127.0.0.1 that accepts connections and closes them at once, counting them."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+
+def run_app(app: str, *args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / app), "--device", "cpu", "--port", str(free_port()), *args],
+                          cwd=cwd, env=dict(os.environ, PYTHONPATH=str(ROOT), GRADIO_ANALYTICS_ENABLED="False",
+                                            CUDA_VISIBLE_DEVICES="", **env),
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_app_start_up_errors_are_one_line_and_exit_2(tmp_path):
+    hub = CountingEndpoint()
+    env = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"}
+    unreachable = run_app("app_svc.py", env=env, cwd=tmp_path)            # the official model, hub unreachable
+    offline = run_app("app_vc.py", env={"HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
+    bad_config = run_app("app_vc.py", "--config", "missing.yml", env={"HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
+    bad_flag = run_app("app_vc.py", "--fp16", "ture", env={"HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
+    for proc, expected in ((unreachable, "Plachta/Seed-VC"), (offline, "HF_HUB_OFFLINE"), (bad_config, "missing.yml")):
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and expected in errors[0], proc.stderr[-2000:]
+    assert hub.connections <= 2, f"{hub.connections} connections to an unreachable hub: retries"
+    assert bad_flag.returncode == 2 and "--fp16" in bad_flag.stderr, bad_flag.stderr[-2000:]   # strict booleans

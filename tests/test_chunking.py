@@ -1,12 +1,11 @@
 """Chunk windows, crossfade assembly and the F0 transform, against the original's recorded behaviour."""
 import numpy as np
+import pytest
 import torch
 
 from modules.chunking import ChunkAssembler, ChunkPlan, crossfade
 from modules.pipeline import ConversionError, ConversionSettings, shift_source_f0
 from parity_kinds._common import load_pt, needs_fixture
-
-import pytest
 
 
 @needs_fixture

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modules.config import ConfigError, MelParams, load_config, preset_path
+from modules.config import ConfigError, MelParams, ModelConfig, load_config, preset_path
 from parity_kinds._common import PARITY_DIR, needs_fixture
 
 PRESETS = ["config_dit_mel_seed_uvit_whisper_base_f0_44k", "config_dit_mel_seed_uvit_whisper_small_wavenet",
@@ -32,6 +32,18 @@ def test_mel_params_come_from_the_config():
     assert (speech.sampling_rate, speech.hop_length, speech.n_mels, speech.fmax) == (22050, 256, 80, None)
     realtime = MelParams.from_config(load_config(preset_path(PRESETS[2])))
     assert realtime.fmax == 8000.0
+
+
+def test_model_view_is_read_once_with_the_defaults():
+    singing = ModelConfig.from_config(load_config(preset_path(PRESETS[0])))
+    assert singing.f0_condition and singing.sample_rate == 44100 and singing.wavenet is None
+    assert (singing.dit.hidden_dim, singing.dit.final_layer_type, singing.length_regulator.n_f0_bins) == (768, "mlp", 256)
+    speech = ModelConfig.from_config(load_config(preset_path(PRESETS[1])))
+    assert not speech.f0_condition and speech.wavenet.num_layers == 8 and speech.mel.hop_length == 256
+    realtime = ModelConfig.from_config(load_config(preset_path(PRESETS[2])))
+    assert realtime.dit.time_as_token and realtime.dit.style_as_token and not realtime.dit.zero_prompt_speech_token
+    with pytest.raises(AttributeError):
+        speech.dit.depth = 3  # frozen
 
 
 def _write_modified(tmp_path: Path, edit) -> Path:

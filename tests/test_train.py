@@ -319,3 +319,40 @@ def test_bad_checkpoint_arguments_fail_with_the_file_named(workdir, tmp_path):
     proc = train(workdir, "bad_pretrained", "--pretrained-ckpt", missing)
     assert proc.returncode == 2 and str(missing) in proc.stderr
     assert not list((workdir / "runs" / "bad_pretrained").glob("*.pth"))
+
+
+# ------------------------------------------------------------------------------------------------ issue 11
+
+def test_links_in_the_dataset_are_followed_once(workdir, tmp_path):
+    """Two links back up the tree (loops) and one to a folder outside: each real folder is read once and each
+    real file counted once, so 3 real clips are 3 usable clips."""
+    data = tmp_path / "linked"
+    (data / "spk").mkdir(parents=True)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    for n, (folder, clip) in enumerate(((data / "spk", "s1p1.wav"), (data / "spk", "s2p1.wav"), (outside, "s3p1.wav"))):
+        wave, sr = sf.read(AUDIO / clip)
+        sf.write(folder / f"{n}.wav", wave[sr: int(2.5 * sr)], sr)
+    (data / "spk" / "up").symlink_to("..")
+    (data / "spk" / "up_again").symlink_to("..")
+    (data / "outside").symlink_to(outside)
+    (data / "spk" / "same_clip.wav").symlink_to(data / "spk" / "0.wav")
+    cmd = command("linked", data=str(data))
+    cmd[cmd.index("--max-steps") + 1] = "1"
+    proc = subprocess.run(cmd, cwd=workdir, env=ENV, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "3 usable clips" in proc.stderr, proc.stderr[-3000:]
+
+
+def test_an_unwritable_run_directory_fails_before_anything_heavy(workdir, tmp_path):
+    from fs_helpers import unwritable_folder
+    config = yaml.safe_load((workdir / "tiny_speech.yml").read_text())
+    config["log_dir"] = str(unwritable_folder(tmp_path))
+    (tmp_path / "ro.yml").write_text(yaml.safe_dump(config))
+    proc = subprocess.run(command("ro", config=str(tmp_path / "ro.yml"), data=str(workdir / "data")), cwd=workdir,
+                          env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "Errno" not in proc.stderr, proc.stderr[-3000:]
+    assert "fine-tuning from" not in proc.stderr and "checking dataset" not in proc.stderr  # nothing heavy ran
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and config["log_dir"] in errors[0], proc.stderr[-3000:]

@@ -1,5 +1,7 @@
-"""Vocoders beyond parity: strict loading, weight-norm folding, HiFT length and seeded reproducibility, fp32."""
+"""Vocoders beyond parity: strict loading, weight-norm folding, any BigVGAN channel count, HiFT length and seeded
+reproducibility, fp32."""
 import copy
+import json
 
 import pytest
 import torch
@@ -8,7 +10,7 @@ from modules.config import PRESETS_DIR
 from modules.vocoders import Vocoder, build_hift, load_bigvgan, load_hift
 from modules.vocoders.bigvgan import BigVGAN
 from modules.weight_norm import fold_weight_norm
-from tiny import models
+from tiny import bigvgan_config, models
 
 HIFIGAN = PRESETS_DIR.parent / "hifigan.yml"
 
@@ -24,7 +26,6 @@ def test_bigvgan_strict_load_names_the_bad_key(tmp_path):
 
 
 def test_folding_weight_norm_keeps_the_output():
-    import json
     h = json.loads((models() / "bigvgan_22k" / "config.json").read_text())
     model = BigVGAN(h).eval()
     state = torch.load(models() / "bigvgan_22k" / "bigvgan_generator.pt", weights_only=True)["generator"]
@@ -34,6 +35,21 @@ def test_folding_weight_norm_keeps_the_output():
         before = model(mel)
         after = fold_weight_norm(copy.deepcopy(model))(mel)
     torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-4)
+
+
+def test_bigvgan_with_initial_channels_not_divisible_by_the_total_upsampling(tmp_path):
+    # 96 channels over six 2x-or-more stages: 96, 48, 24, 12, 6, 3, 1 (floor division at every stage).
+    h = bigvgan_config("bigvgan_v2_22khz_80band_256x", upsample_initial_channel=96)
+    torch.manual_seed(0)
+    model = BigVGAN(h)
+    assert [up.weight_v.shape[0] for (up,) in model.ups] == [96, 48, 24, 12, 6, 3]  # in channels, as released
+    (tmp_path / "config.json").write_text(json.dumps(h))
+    torch.save({"generator": model.state_dict()}, tmp_path / "bigvgan_generator.pt")
+    loaded = load_bigvgan(tmp_path)
+    mel = torch.randn(1, 80, 6) * 0.5 - 4
+    with torch.no_grad():
+        out = loaded(mel)
+    assert out.shape == (1, 1, 6 * 256) and torch.isfinite(out).all()
 
 
 @pytest.fixture(scope="module")

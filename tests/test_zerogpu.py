@@ -12,13 +12,13 @@ import json
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 from device_models import short_clip
 from gradio_client import Client, handle_file
 from test_apps import Server, concatenated
+
 from tiny import write_tiny_config
 
 pytest.importorskip("spaces")

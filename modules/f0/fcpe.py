@@ -21,8 +21,7 @@ import torch.nn as nn
 
 from modules.audio import mel_spectrogram
 from modules.config import MelParams
-from modules.f0.common import (HOP_LENGTH, SAMPLE_RATE, F0WeightsError, as_wave, load_strict, n_f0_frames,
-                               read_weights)
+from modules.f0.common import HOP_LENGTH, SAMPLE_RATE, F0WeightsError, as_wave, load_strict, n_f0_frames, read_weights
 from modules.weight_norm import fold_weight_norm, legacy_weight_norm
 
 BUNDLED_FILE = "assets/fcpe_c_v001.pt"  # inside the installed torchfcpe package

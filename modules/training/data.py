@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from modules.audio import AUDIO_EXTENSIONS, AudioError, load_audio, mel_spectrogram
 from modules.config import MelParams
+from modules.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -27,18 +28,32 @@ MIN_CLIP_SECONDS, MAX_CLIP_SECONDS = 1.0, 30.0
 MEL_PAD_VALUE = -10.0   # log-mel of near silence; padded frames are outside every loss mask anyway
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """The dataset folder cannot be trained on; the message says why and what to do."""
 
 
 def find_audio_files(dataset_dir: str | Path) -> list[Path]:
-    """Every audio file under `dataset_dir`, recursively, in a stable (sorted) order."""
+    """Every audio file under `dataset_dir`, recursively, in a stable (sorted) order.
+
+    Links are followed, but each real folder is read once and each real file listed once (by resolved path), so
+    a link back up the tree (a loop) or a second link to the same clips adds nothing."""
     root = Path(dataset_dir)
     if not root.is_dir():
         raise DatasetError(f"dataset directory not found: {root}. Pass --dataset-dir pointing to a folder of "
                            f"audio files ({', '.join(AUDIO_EXTENSIONS)}).")
-    files = sorted(Path(dirpath) / name for dirpath, _, names in os.walk(root, followlinks=True)
-                   for name in names if name.lower().endswith(AUDIO_EXTENSIONS) and not name.startswith("."))
+    seen_dirs: set[str] = set()
+    seen_files: dict[str, Path] = {}
+    for dirpath, dirnames, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen_dirs:
+            dirnames[:] = []     # already read through another path: do not descend again
+            continue
+        seen_dirs.add(real)
+        dirnames.sort()
+        for name in sorted(names):
+            if name.lower().endswith(AUDIO_EXTENSIONS) and not name.startswith("."):
+                seen_files.setdefault(os.path.realpath(os.path.join(dirpath, name)), Path(dirpath) / name)
+    files = sorted(seen_files.values())
     if not files:
         raise DatasetError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) found under {root}")
     return files

@@ -25,19 +25,20 @@ import numpy as np
 import torch
 
 from modules.atomic_io import atomic_write, fsync_directory
-from modules.checkpoint import (FINAL_CHECKPOINT_NAME, CheckpointError, read_checkpoint, select_run_checkpoint,
-                                training_checkpoints)
+from modules.checkpoint import (
+    FINAL_CHECKPOINT_NAME,
+    CheckpointError,
+    read_checkpoint,
+    select_run_checkpoint,
+    training_checkpoints,
+)
+from modules.model import PARTS
 
 log = logging.getLogger(__name__)
 
-PARTS = ("cfm", "length_regulator")
 CORRUPT_SUFFIX = ".corrupt"
 # Parts of the config that define the network and its target; a resume must not change them.
 FROZEN_CONFIG_SECTIONS = ("model_params", "preprocess_params")
-
-
-def checkpoint_name(epoch: int, step: int) -> str:
-    return f"DiT_epoch_{epoch:05d}_step_{step:05d}.pth"
 
 
 # ------------------------------------------------------------------------------------------- RNG states

@@ -20,19 +20,30 @@ import torch
 from tqdm import tqdm
 
 from modules import hub
-from modules.atomic_io import atomic_write, remove_stale_temporaries
-from modules.checkpoint import FINAL_CHECKPOINT_NAME, load_model_weights, read_checkpoint
+from modules.atomic_io import atomic_write, ensure_writable_folder, remove_stale_temporaries
+from modules.checkpoint import (
+    FINAL_CHECKPOINT_NAME,
+    checkpoint_name,
+    load_model_weights,
+    read_checkpoint,
+    run_directory,
+)
 from modules.config import ConfigError, MelParams, load_config
-from modules.model import build_model
 from modules.devices import pick_device
-from modules.pipeline import DEFAULT_LOG_DIR, build_frontends
-from modules.training.data import (ClipDataset, DataPosition, EpochSchedule, collate, find_audio_files,
-                                  scan_dataset)
+from modules.model import PARTS, build_model
+from modules.pipeline import build_frontends
+from modules.training.data import ClipDataset, DataPosition, EpochSchedule, collate, find_audio_files, scan_dataset
 from modules.training.metrics import MetricsLog, plot_loss_curve
 from modules.training.objective import Augmentation, FlowMatchingLoss, draw_prompt_lengths, frozen_features
-from modules.training.state import (PARTS, capture_rng, checkpoint_name, config_differences,
-                                    export_inference_checkpoint, find_resume_point, prune_checkpoints,
-                                    restore_rng, save_checkpoint)
+from modules.training.state import (
+    capture_rng,
+    config_differences,
+    export_inference_checkpoint,
+    find_resume_point,
+    prune_checkpoints,
+    restore_rng,
+    save_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +97,11 @@ class Trainer:
         self.augmentation = augmentation
         self.config_path = Path(options.config)
         self.cfg = load_config(self.config_path)
-        self.run_dir = Path(self.cfg.get("log_dir") or DEFAULT_LOG_DIR) / options.run_name
+        self.run_dir = run_directory(self.cfg, options.run_name)
         self.mel_params = MelParams.from_config(self.cfg)
         _check_options(options)
         find_audio_files(options.dataset_dir)   # a missing or empty folder fails now, before any model loads
+        ensure_writable_folder(self.run_dir, "the run directory (log_dir in the config, then --run-name)")
 
         wants_cpu = options.device is not None and options.device.startswith("cpu")
         # Class dropout and an F0-less length regulator leave some parameters without gradients on a step.

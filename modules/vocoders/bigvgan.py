@@ -145,10 +145,11 @@ class BigVGAN(nn.Module):
         self.ups = nn.ModuleList()
         self.resblocks = nn.ModuleList()
         for i, (rate, kernel) in enumerate(zip(h["upsample_rates"], h["upsample_kernel_sizes"])):
-            ch = ch0 // 2 ** (i + 1)
+            # Stage i maps ch0 // 2**i channels to ch0 // 2**(i + 1) (floor division, as the released configs
+            # are read; "twice the output" differs when ch0 is not divisible by 2**len(upsample_rates)).
             # A one-element list per stage: part of the released key names (`ups.{i}.0.*`).
-            self.ups.append(nn.ModuleList([legacy_weight_norm(
-                nn.ConvTranspose1d(2 * ch, ch, kernel, rate, padding=(kernel - rate) // 2))]))
+            self.ups.append(nn.ModuleList([legacy_weight_norm(nn.ConvTranspose1d(
+                ch0 // 2 ** i, ch0 // 2 ** (i + 1), kernel, rate, padding=(kernel - rate) // 2))]))
         for i in range(len(self.ups)):
             ch = ch0 // 2 ** (i + 1)
             for k, d in zip(h["resblock_kernel_sizes"], h["resblock_dilation_sizes"]):

@@ -1,6 +1,7 @@
 """Shared helpers for the parity suite: fixture paths, loading, tolerance checks and error tracking."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from collections import defaultdict
@@ -34,6 +35,20 @@ def load_index() -> dict:
     if not path.is_file():
         raise FileNotFoundError(FIXTURE_MISSING)
     return json.loads(path.read_text())
+
+
+def fixture_seed() -> int:
+    """The seed of this fixture tree (index.json's top-level "seed"), behind its seeded stand-in weights."""
+    return int(load_index()["seed"])
+
+
+def seeded_weights(seeded_py_rel: str, manifest: list) -> dict:
+    """The fixture's stand-in weights for `manifest` ([[key, shape, dtype], ...]), from the tree's own seeded.py
+    with the tree's seed."""
+    spec = importlib.util.spec_from_file_location("parity_seeded", fixture_path(seeded_py_rel))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.seeded_state_dict(manifest, seed=fixture_seed())
 
 
 @lru_cache(maxsize=16)

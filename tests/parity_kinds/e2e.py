@@ -9,8 +9,6 @@ implementations, see the README); each chunk's mel and vocoder output are checke
 from __future__ import annotations
 
 import copy
-import importlib.util
-import json
 from functools import lru_cache
 
 import numpy as np
@@ -19,7 +17,6 @@ import torch
 from modules.chunking import ChunkPlan
 from modules.config import load_config
 from modules.content_encoder import load_content_encoder
-from modules.f0 import load_rmvpe
 from modules.f0.rmvpe import TIME_MULTIPLE, salience_to_f0
 from modules.length_regulator import f0_to_coarse
 from modules.pipeline import F0_THRESHOLD, ConversionSettings, Frontends, VoiceConverter, shift_source_f0
@@ -28,6 +25,7 @@ from modules.style_encoder import kaldi_fbank, load_campplus, style_embedding
 from modules.vocoders import Vocoder, load_bigvgan
 from parity_kinds._common import check, check_exact, fixture_path, load_pt, tolerance
 from parity_kinds.dit import _model
+from parity_kinds.rmvpe import seeded_rmvpe
 
 
 @lru_cache(maxsize=1)
@@ -35,11 +33,7 @@ def _parts(files_key: tuple) -> dict:
     files = dict(files_key)
     config = load_config(fixture_path(files["config"]))
     whisper = load_content_encoder(config["model_params"]["speech_tokenizer"], fixture_path(files["whisper_dir"]))
-    spec = importlib.util.spec_from_file_location("parity_seeded", fixture_path(files["seeded_py"]))
-    seeded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(seeded)
-    manifest = json.loads(fixture_path(files["rmvpe_manifest"]).read_text())
-    rmvpe = load_rmvpe(seeded.seeded_state_dict(manifest["state_dict"], seed=0))
+    rmvpe = seeded_rmvpe(files["rmvpe_manifest"], files["seeded_py"])
     campplus = load_campplus(fixture_path(files["campplus_weights"]))
     vocoder = Vocoder(load_bigvgan(fixture_path(files["bigvgan_dir"])))
     model = _model(files["config"], files["checkpoint"])

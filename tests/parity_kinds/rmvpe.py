@@ -2,29 +2,25 @@
 seeded stand-in weights, and the decoder alone on a hand-made salience."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from functools import lru_cache
 
 import torch
 
 from modules.f0.rmvpe import E2E, RMVPE, load_rmvpe, salience_to_cents, salience_to_f0
-from parity_kinds._common import check, fixture_path, load_pt
+from parity_kinds._common import check, fixture_path, load_pt, seeded_weights
 
 
 @lru_cache(maxsize=1)
-def _seeded_rmvpe(manifest_rel: str, seeded_rel: str) -> RMVPE:
+def seeded_rmvpe(manifest_rel: str, seeded_rel: str) -> RMVPE:
     # The E2E has 90 M parameters: build and load it once per session.
-    spec = importlib.util.spec_from_file_location("parity_seeded", fixture_path(seeded_rel))
-    seeded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(seeded)
     manifest = json.loads(fixture_path(manifest_rel).read_text())
-    return load_rmvpe(seeded.seeded_state_dict(manifest["state_dict"], seed=0))
+    return load_rmvpe(seeded_weights(seeded_rel, manifest["state_dict"]))
 
 
 def rmvpe_f0(case: dict) -> None:
     files = case["files"]
-    rmvpe = _seeded_rmvpe(files["manifest"], files["seeded_py"])
+    rmvpe = seeded_rmvpe(files["manifest"], files["seeded_py"])
     io = load_pt(files["io"])
     mel = rmvpe.mel(io["audio_16k"])
     check(case, "mel", mel, io["mel"])

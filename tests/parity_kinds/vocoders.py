@@ -1,7 +1,6 @@
 """Parity of the vocoders (fixture README sections D and G): BigVGAN v2 at 22 and 44 kHz, HiFT's F0 predictor."""
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import torch
@@ -10,7 +9,7 @@ from modules.config import PRESETS_DIR
 from modules.vocoders import BigVGAN, build_hift, load_bigvgan
 from modules.vocoders.hift import ConvRNNF0Predictor
 from modules.weight_norm import fold_weight_norm
-from parity_kinds._common import check, fixture_path, load_pt
+from parity_kinds._common import check, fixture_path, load_pt, seeded_weights
 
 HIFIGAN_CONFIG = PRESETS_DIR.parent / "hifigan.yml"
 
@@ -23,13 +22,6 @@ def bigvgan_generator(case: dict) -> None:
     check(case, "expected_pre_clamp", model(io["mel"], clamp=False), io["expected_pre_clamp"])
 
 
-def _seeded(rel: str):
-    spec = importlib.util.spec_from_file_location("parity_seeded", fixture_path(rel))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def hift_f0_predictor(case: dict) -> None:
     io = load_pt(case["files"]["io"])
     sub = io[case["id"].rsplit(".", 1)[-1]]
@@ -39,7 +31,7 @@ def hift_f0_predictor(case: dict) -> None:
     else:  # full size: seeded weights for the f0_predictor.* entries of the HiFT manifest, prefix stripped
         manifest = json.loads(fixture_path(case["files"]["manifest"]).read_text())["state_dict"]
         entries = [[k[len("f0_predictor."):], s, d] for k, s, d in manifest if k.startswith("f0_predictor.")]
-        state = _seeded(case["files"]["seeded_py"]).seeded_state_dict(entries, seed=0)
+        state = seeded_weights(case["files"]["seeded_py"], entries)
     predictor.load_state_dict(state, strict=True)
     check(case, "expected", fold_weight_norm(predictor).eval()(io["mel"]), sub["expected"])
 

@@ -31,38 +31,32 @@ COLUMNS = ["load_s", "content_s", "style_s", "f0_s", "dit_s", "vocoder_s", "tota
            "peak_rss_gib", "max_alloc_gib"]
 
 
-def _timed(fn, timings: dict, name: str, device):
+def _timed(fn, timings: dict, name: str, device=None):
+    """fn, adding its seconds to timings[name]; with a device, synchronised before each clock read."""
     from modules.devices import synchronize
 
     def wrapper(*args, **kwargs):
-        synchronize(device)
+        if device is not None:
+            synchronize(device)
         start = time.perf_counter()
         out = fn(*args, **kwargs)
-        synchronize(device)
+        if device is not None:
+            synchronize(device)
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
         return out
     return wrapper
 
 
-def run_one(preset: str, steps: int, cfg_rate: float, device: str, fp16: bool = True, seconds: float = 10.0,
-            reference_seconds: float = 5.0) -> dict:
-    import numpy as np
+def build_random_converter(preset: str, device: str, timings: dict, fp16: bool = True):
+    """A VoiceConverter for an official preset at full size with random weights; the front-ends add their
+    seconds to `timings` (content, style, f0). Returns (converter, seconds to build). bench_live.py uses it."""
     import torch
 
     from modules.config import load_config, preset_path
-    from modules.devices import peak_memory_bytes
     from modules.model import build_model
-    from modules.pipeline import (
-        F0_THRESHOLD,
-        CampplusStyle,
-        ConversionSettings,
-        Frontends,
-        ThresholdedF0,
-        VoiceConverter,
-    )
+    from modules.pipeline import F0_THRESHOLD, CampplusStyle, Frontends, ThresholdedF0, VoiceConverter
 
     torch.manual_seed(0)
-    dev = torch.device(device)
     t0 = time.perf_counter()
     config = load_config(preset_path(preset))
     mp = config["model_params"]
@@ -70,9 +64,25 @@ def run_one(preset: str, steps: int, cfg_rate: float, device: str, fp16: bool = 
     frontends = Frontends(content=_models.content_encoder(mp["speech_tokenizer"]["type"], device, fp16),
                           style=CampplusStyle(_models.campplus(device)), vocoder=_models.vocoder(config, device),
                           f0=f0)
-    engine = VoiceConverter(config, build_model(config), frontends, device=device, fp16=fp16)  # moves the DiT
-    load_s = time.perf_counter() - t0
+    # The engine moves the DiT to the device and checks every front-end is there; then the timers go on.
+    engine = VoiceConverter(config, build_model(config), frontends, device=device, fp16=fp16)
+    for role in ("content", "style", "f0"):
+        if getattr(frontends, role) is not None:
+            setattr(frontends, role, _timed(getattr(frontends, role), timings, role, engine.device))
+    return engine, time.perf_counter() - t0
 
+
+def run_one(preset: str, steps: int, cfg_rate: float, device: str, fp16: bool = True, seconds: float = 10.0,
+            reference_seconds: float = 5.0) -> dict:
+    import numpy as np
+    import torch
+
+    from modules.devices import peak_memory_bytes
+    from modules.pipeline import ConversionSettings
+
+    timings: dict[str, float] = {}
+    engine, load_s = build_random_converter(preset, device, timings, fp16)
+    dev = engine.device
     sr = engine.sample_rate
     rng = np.random.default_rng(0)
     t = np.arange(int(seconds * sr)) / sr
@@ -82,12 +92,9 @@ def run_one(preset: str, steps: int, cfg_rate: float, device: str, fp16: bool = 
     if dev.type != "cpu":  # kernel selection and allocator growth, not counted
         # another reference, so the timed run analyses its own (the reference features are cached by content)
         engine.convert(source[: 2 * sr], reference[: 2 * sr] * 0.5, ConversionSettings(1, 1.0, cfg_rate, seed=0))
+        timings.clear()
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
-    timings: dict[str, float] = {}
-    for role in ("content", "style", "f0"):
-        if getattr(frontends, role) is not None:
-            setattr(frontends, role, _timed(getattr(frontends, role), timings, role, dev))
     settings = ConversionSettings(steps, 1.0, cfg_rate, seed=0)
     stage: dict[str, float] = {}
     start = time.perf_counter()

@@ -49,6 +49,7 @@ REFERENCE_MIN_SECONDS = 1.0
 REFERENCE_DECODE_SECONDS = REFERENCE_MAX_SECONDS + 1.0
 SOURCE_MIN_SECONDS = 0.1       # above one F0 analysis window (1024 samples at 16 kHz); shorter has no frames
 F0_THRESHOLD = 0.03
+LIVE_VOCODER_MARGIN_FRAMES = 8  # mel frames vocoded either side of a live window's kept span
 
 Progress = Callable[[float, str], None]   # (fraction done in [0, 1], what is happening)
 
@@ -349,22 +350,54 @@ class VoiceConverter:
         if settings.seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(int(settings.seed))
         assembler = ChunkAssembler(plan.overlap_samples)
-        autocast = torch.autocast(self.device.type, dtype=torch.float16, enabled=self.fp16)
         for index, (start, end, is_last) in enumerate(windows):
-            mu = torch.cat([ref.prompt_condition, cond[:, start:end]], dim=1)
             on_step = lambda step, total: report(0.1 + 0.85 * (index + step / total) / len(windows),
                                                  f"chunk {index + 1}/{len(windows)}: step {step}/{total}")
-            with autocast:
-                mel = self.model.cfm.inference(
-                    mu, torch.tensor([mu.shape[1]], device=self.device), ref.prompt_mel, ref.style,
-                    n_timesteps=int(settings.diffusion_steps), inference_cfg_rate=settings.inference_cfg_rate,
-                    noise=None if chunk_noise is None else chunk_noise[index], generator=generator, on_step=on_step)
-            mel = mel[:, :, ref.prompt_mel.shape[-1]:].float()
+            mel = self.sample_mel(cond[:, start:end], ref, settings, generator=generator, on_step=on_step,
+                                  noise=None if chunk_noise is None else chunk_noise[index])
             lap("dit")
             wave = self.frontends.vocoder(mel, generator=generator).reshape(-1).float().cpu().numpy()
             lap("vocoder")
             yield assembler.push(wave, is_last)
         report(1.0, "done")
+
+    def sample_mel(self, condition: torch.Tensor, ref: ReferenceFeatures, settings: ConversionSettings, *,
+                   generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+                   on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """DiT Euler sampling of one window: source conditioning [1, T, D] after the reference prompt ->
+        the window's mel [1, n_mels, T] (fp32; the prompt frames cut off)."""
+        mu = torch.cat([ref.prompt_condition, condition], dim=1)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.fp16):
+            mel = self.model.cfm.inference(
+                mu, torch.tensor([mu.shape[1]], device=self.device), ref.prompt_mel, ref.style,
+                n_timesteps=int(settings.diffusion_steps), inference_cfg_rate=settings.inference_cfg_rate,
+                noise=noise, generator=generator, on_step=on_step)
+        return mel[:, :, ref.prompt_mel.shape[-1]:].float()
+
+    # ------------------------------------------------------------------ live input (modules/live.py)
+    def live_reference(self, wave: np.ndarray, prompt_seconds: float) -> ReferenceFeatures:
+        """The cached reference features with the prompt clipped to its first `prompt_seconds` (a short prompt
+        keeps each live window cheap); the style still comes from the whole (<= 25 s) reference."""
+        features = self.reference_features(wave)
+        frames = max(1, int(prompt_seconds * self.sample_rate / self.mel_params.hop_length))
+        return ReferenceFeatures(style=features.style, prompt_mel=features.prompt_mel[:, :, :frames],
+                                 prompt_condition=features.prompt_condition[:, :frames], f0=features.f0)
+
+    @torch.no_grad()
+    def convert_window(self, wave: np.ndarray, ref: ReferenceFeatures, settings: ConversionSettings, *,
+                       keep_samples: int, tail_samples: int, generator: torch.Generator | None = None) -> np.ndarray:
+        """One window of live input (float32 at the model rate) -> the `keep_samples` converted samples that end
+        `tail_samples` before the window's end. The whole window conditions the DiT (left context in front,
+        right context behind); only the mel frames covering the kept span, plus a margin, are vocoded."""
+        hop = self.mel_params.hop_length
+        mel = self.sample_mel(self.source_condition(wave, ref, settings), ref, settings, generator=generator)
+        start = wave.size - tail_samples - keep_samples                     # first kept input sample
+        first_frame = max(0, start // hop - LIVE_VOCODER_MARGIN_FRAMES)
+        last_frame = min(mel.shape[-1], -(-(start + keep_samples) // hop) + LIVE_VOCODER_MARGIN_FRAMES)
+        out = self.frontends.vocoder(mel[:, :, first_frame:last_frame], generator=generator).reshape(-1)
+        offset = start - first_frame * hop              # vocoded sample j is input sample first_frame * hop + j
+        out = out[offset: offset + keep_samples].float().cpu().numpy()
+        return np.pad(out, (0, keep_samples - out.size))
 
     def convert(self, source: str | Path | np.ndarray, reference: str | Path | np.ndarray,
                 settings: ConversionSettings = ConversionSettings(), **kwargs) -> ConversionResult:

@@ -15,6 +15,7 @@ Errors a user can fix are shown as they are; any other failure is logged and sho
 no message carries a server path or an internal exception text. Every GPU event shares one worker pool
 (concurrency_id="gpu"). On a ZeroGPU Space each conversion runs inside `spaces.GPU`
 (modules/zerogpu.py) with a budget from its decoded length.
+app_vc.py also has a Live tab whose audio goes over the WebSocket route /live/ws (modules/live_ui.py).
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ from modules.atomic_io import ensure_writable_folder
 from modules.checkpoint import FINAL_CHECKPOINT_NAME, run_config, runs_root, training_checkpoints
 from modules.config import get, load_config
 from modules.errors import UserError
+from modules.live_ui import LiveService, live_tab
 from modules.pipeline import (
     ConversionError,
     ConversionSettings,
@@ -67,10 +69,11 @@ class AppKind:
     title: str
     f0: bool                        # singing app: F0 model and F0 controls
     auto_f0_default: bool = True
+    live: bool = False              # a Live tab (microphone in, converted voice out; modules/live_ui.py)
 
 
 SINGING = AppKind("Seed-VC singing voice conversion (44.1 kHz, F0-conditioned)", f0=True)
-SPEECH = AppKind("Seed-VC voice conversion (speech)", f0=False)
+SPEECH = AppKind("Seed-VC voice conversion (speech)", f0=False, live=True)
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -422,6 +425,9 @@ def build_demo(registry: ModelRegistry, kind: AppKind, output_dir: Path, concurr
             batch_go = gr.Button("Convert all", variant="primary")
             batch_files = gr.File(file_count="multiple", label="Results", interactive=False)
             batch_status = gr.Dataframe(headers=["source", "status", "output"], label="Status", interactive=False)
+        if kind.live:
+            with gr.Tab("Live"):
+                live_tab()
         with gr.Accordion("Settings", open=False):
             model = gr.Dropdown(registry.labels, value=DEFAULT_MODEL, label="Model",
                                 info="the model the server was started with, or one of its run directories")
@@ -483,6 +489,9 @@ def parse_args(kind: AppKind, argv: list[str] | None = None) -> argparse.Namespa
     p.add_argument("--queue-size", type=int, default=16, help="waiting requests beyond this are refused")
     p.add_argument("--output-dir", default=None,
                    help=f"results go to its subfolder {OUTPUT_SUBFOLDER}/ (default: a temporary folder)")
+    if kind.live:
+        p.add_argument("--live-sessions", type=int, default=2,
+                       help="live (microphone) sessions at once; more connections are refused")
     return p.parse_args(argv)
 
 
@@ -501,5 +510,8 @@ def main(kind: AppKind, argv: list[str] | None = None) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     demo.queue(max_size=args.queue_size, default_concurrency_limit=args.concurrency)
+    # The Live tab's audio travels over a WebSocket route on this same server (modules/live_ui.py).
+    live = LiveService(lambda: registry.get(DEFAULT_MODEL), args.live_sessions) if kind.live else None
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True,
-                max_file_size=args.max_file_size, allowed_paths=[str(output_dir / OUTPUT_SUBFOLDER)])
+                max_file_size=args.max_file_size, allowed_paths=[str(output_dir / OUTPUT_SUBFOLDER)],
+                app_kwargs={"routes": live.routes} if live else None)

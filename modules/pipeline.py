@@ -256,7 +256,7 @@ class VoiceConverter:
         return load_audio(path, self.sample_rate, min_seconds=SOURCE_MIN_SECONDS,
                           max_seconds=self.max_source_seconds, role=role, name=name)
 
-    def wave(self, audio: str | Path | np.ndarray, role: str) -> np.ndarray:
+    def _wave(self, audio: str | Path | np.ndarray, role: str) -> np.ndarray:
         """A file decoded (see load) or an array checked, as float32 [N] at the model rate."""
         if isinstance(audio, (str, Path)):
             return self.load(audio, role)
@@ -334,8 +334,8 @@ class VoiceConverter:
             timings[name] = timings.get(name, 0.0) + now - clock
             clock = now
 
-        source_wave = self.wave(source, "source")
-        reference_wave = self.wave(reference, "reference")
+        source_wave = self._wave(source, "source")
+        reference_wave = self._wave(reference, "reference")
         lap("load")
         report(0.0, "analysing the reference")
         ref = self.reference_features(reference_wave)

@@ -197,7 +197,7 @@ class Engine:
         """Yields the sample rate, then the pieces of the result."""
         converter = self.check(source, reference, model, f0_extractor, settings)
         # Decoded here, outside any GPU slot: the budget is set from the decoded length, and decoding needs no GPU.
-        source_wave, reference_wave = converter.wave(source, "source"), converter.wave(reference, "reference")
+        source_wave, reference_wave = converter._wave(source, "source"), converter._wave(reference, "reference")
         if self.in_space:
             self.check_gpu_budget(source_wave.size / converter.sample_rate, settings)
         yield converter.sample_rate

@@ -6,6 +6,7 @@
 
 The page, endpoints and queue live in modules/ui.py; see its docstring for the API.
 """
+import modules.zerogpu  # noqa: F401  first: on a ZeroGPU Space `spaces` must load before anything uses CUDA
 from modules.ui import SINGING, main
 
 if __name__ == "__main__":

@@ -35,8 +35,9 @@ def xlsr_300m():
     return Wav2Vec2Model(Wav2Vec2Config(**XLSR_300M)), Wav2Vec2FeatureExtractor(return_attention_mask=True)
 
 
-def content_encoder(kind: str, device: str):
-    """The preset's content encoder at full size: `whisper` (small, encoder only) or `xlsr` (12 layers)."""
+def content_encoder(kind: str, device: str, fp16: bool = True):
+    """The preset's content encoder at full size: `whisper` (small, encoder only) or `xlsr` (12 layers);
+    fp16 on CUDA unless fp16=False."""
     from modules.content_encoder import ContentEncoder
     if kind == "whisper":
         model, extractor = whisper_small()
@@ -44,7 +45,7 @@ def content_encoder(kind: str, device: str):
     else:
         model, extractor = xlsr_300m()
         model.encoder.layers = model.encoder.layers[:12]
-    return ContentEncoder(kind, model, extractor, device)
+    return ContentEncoder(kind, model, extractor, device, fp16)
 
 
 def bigvgan_config(sample_rate: int) -> dict:

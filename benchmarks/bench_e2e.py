@@ -3,6 +3,7 @@ size with random weights (no downloads), 10 steps, CFG 0.7, on CPU by default.
 
     python benchmarks/bench_e2e.py [--steps 10] [--cfg 0.7] [--device cpu] [--preset NAME] [--repeat 3]
                                    [--precision fp32 bf16] [--compile]
+                                   [--seconds 10] [--reference-seconds 5]
 
 The models are written to files in the official formats first (benchmarks/_models.py) and loaded by
 modules.pipeline.build_converter, exactly as inference.py loads them. Each (preset, variant) runs in its own
@@ -11,6 +12,8 @@ F0, DiT, vocoder, total), the RTF, the time to the first streamed chunk, RSS aft
 the weights each model holds (MiB), the machine's measured fp32 (and bf16) GEMM throughput, and the DiT's
 FLOPs, so its fraction of that limit is visible. Variants other than fp32 also print their error against
 the fp32 output of the same process (mel max error on the first chunk, waveform SNR in dB).
+On CUDA and MPS the device is synchronised before every clock read, so each stage is charged its own queued
+work, one short conversion warms the device up first, and on CUDA torch.cuda.max_memory_allocated is printed.
 """
 from __future__ import annotations
 
@@ -57,45 +60,49 @@ def _seconds(fn) -> float:
     return time.perf_counter() - start
 
 
-def _timed(fn, timings: dict, name: str):
+def _timed(fn, timings: dict, name: str, device=None):
+    """fn, adding its seconds to timings[name]; with a device, synchronised before each clock read."""
+    from modules.devices import synchronize
+
     def wrapper(*args, **kwargs):
+        if device is not None:
+            synchronize(device)
         start = time.perf_counter()
         out = fn(*args, **kwargs)
+        if device is not None:
+            synchronize(device)
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
         return out
     return wrapper
 
 
-def build_random_converter(preset: str, device: str, timings: dict):
+def build_random_converter(preset: str, device: str, timings: dict, fp16: bool = True):
     """A VoiceConverter for an official preset at full size with random weights; the front-ends add their
     seconds to `timings` (content, style, f0). Returns (converter, seconds to build). bench_live.py uses it."""
     import torch
 
     from modules.config import load_config, preset_path
     from modules.model import build_model
-    from modules.pipeline import Frontends, VoiceConverter
-    from modules.style_encoder import style_embedding
+    from modules.pipeline import F0_THRESHOLD, CampplusStyle, Frontends, ThresholdedF0, VoiceConverter
 
     torch.manual_seed(0)
     t0 = time.perf_counter()
     config = load_config(preset_path(preset))
     mp = config["model_params"]
-    model = build_model(config).eval()
-    content = _models.content_encoder(mp["speech_tokenizer"]["type"], device)
-    campplus = _models.campplus(device)
-    vocoder = _models.vocoder(config, device)
-    f0 = None
-    if mp["length_regulator"].get("f0_condition"):
-        rmvpe = _models.rmvpe(device)
-        f0 = _timed(lambda w: rmvpe.extract(w, threshold=0.03), timings, "f0")
-    frontends = Frontends(content=_timed(content, timings, "content"),
-                          style=_timed(lambda w: style_embedding(campplus, w), timings, "style"),
-                          vocoder=vocoder, f0=f0)
-    return VoiceConverter(config, model, frontends, device=device), time.perf_counter() - t0
+    f0 = ThresholdedF0(_models.rmvpe(device), F0_THRESHOLD) if mp["length_regulator"].get("f0_condition") else None
+    frontends = Frontends(content=_models.content_encoder(mp["speech_tokenizer"]["type"], device, fp16),
+                          style=CampplusStyle(_models.campplus(device)), vocoder=_models.vocoder(config, device),
+                          f0=f0)
+    # The engine moves the DiT to the device and checks every front-end is there; then the timers go on.
+    engine = VoiceConverter(config, build_model(config), frontends, device=device, fp16=fp16)
+    for role in ("content", "style", "f0"):
+        if getattr(frontends, role) is not None:
+            setattr(frontends, role, _timed(getattr(frontends, role), timings, role, engine.device))
+    return engine, time.perf_counter() - t0
 
 
 def run_one(config: Path, steps: int, cfg_rate: float, device: str, precision: str, compile: bool,
-            repeat: int, output: Path) -> dict:
+            repeat: int, output: Path, seconds: float = 10.0, reference_seconds: float = 5.0) -> dict:
     """One process: load, convert `repeat` times; the last output wave and first-chunk mel go to `output`."""
     import numpy as np
     import torch
@@ -108,25 +115,22 @@ def run_one(config: Path, steps: int, cfg_rate: float, device: str, precision: s
         weights_nbytes = lambda m: sum(t.nbytes for t in list(m.parameters()) + list(m.buffers()))
 
     t0 = time.perf_counter()
-    modes = {} if precision == "fp32" and not compile else {"precision": precision, "compile": compile}
+    # fp32 is asked for as fp16=False, which an older checkout understands too (on CUDA fp16 is the default)
+    modes = {"fp16": False} if precision == "fp32" and not compile else {"precision": precision, "compile": compile}
     engine = build_converter(config, device=device, **modes)
     load_s = time.perf_counter() - t0
     rss_after_load = rss_gib()
     fe = engine.frontends
-    held = {"dit": weights_nbytes(engine.model), "content": weights_nbytes(fe.content),
-            "vocoder": weights_nbytes(fe.vocoder)}
-    for name, closure in (("style", fe.style), ("f0", fe.f0)):   # CAM++ and the F0 model sit in closures
-        for cell in getattr(closure, "__closure__", None) or ():
-            obj = cell.cell_contents
-            module = obj if isinstance(obj, torch.nn.Module) else getattr(obj, "model", None)
-            if isinstance(module, torch.nn.Module):
-                held[name] = weights_nbytes(module)
+    held = {"dit": weights_nbytes(engine.model)}
+    modules_by_role = fe.modules() if hasattr(fe, "modules") else {"content": fe.content, "vocoder": fe.vocoder}
+    held.update({role: weights_nbytes(module) for role, module in modules_by_role.items()})
 
+    dev = engine.device
     timings: dict[str, float] = {}
-    fe.content = _timed(fe.content, timings, "content")
-    fe.style = _timed(fe.style, timings, "style")
+    fe.content = _timed(fe.content, timings, "content", dev)
+    fe.style = _timed(fe.style, timings, "style", dev)
     if fe.f0 is not None:
-        fe.f0 = _timed(fe.f0, timings, "f0")
+        fe.f0 = _timed(fe.f0, timings, "f0", dev)
     calls: dict[str, list] = {}   # estimator input shapes -> [number of calls, the first call's inputs]
 
     def record(module, inputs, output):
@@ -140,13 +144,21 @@ def run_one(config: Path, steps: int, cfg_rate: float, device: str, precision: s
 
     sr = engine.sample_rate
     rng = np.random.default_rng(0)
-    t = np.arange(10 * sr) / sr
+    t = np.arange(int(seconds * sr)) / sr
     source = (0.3 * np.sin(2 * np.pi * 180 * t * (1 + 0.1 * np.sin(2 * np.pi * 0.5 * t))) +
               0.01 * rng.standard_normal(t.size)).astype(np.float32)
-    reference = source[: 5 * sr] * 0.8
+    reference = source[: int(reference_seconds * sr)] * 0.8
+    if dev.type != "cpu":  # kernel selection and allocator growth, not counted
+        # another reference, so the timed run analyses its own (the reference features are cached by content)
+        engine.convert(source[: 2 * sr], reference[: 2 * sr] * 0.5, ConversionSettings(1, 1.0, cfg_rate, seed=0))
+        timings.clear()
+        calls.clear()
+        first_mels.clear()
     settings = ConversionSettings(steps, 1.0, cfg_rate, seed=0)
     runs = []
     wave = None
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
     for _ in range(repeat):
         timings.clear()
         engine._reference_cache.clear()   # every repetition does the whole work
@@ -173,7 +185,9 @@ def run_one(config: Path, steps: int, cfg_rate: float, device: str, precision: s
                 estimator(*inputs)
             dit_flops += counter.get_total_flops() * n_calls / repeat
     np.savez(output, wave=wave, mel=first_mels[0].float().cpu().numpy())
+    peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
     return {"load_s": load_s, "rss_after_load_gib": rss_after_load,
+            "max_alloc_gib": None if peak is None else peak / 2 ** 30,
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
             "held_mib": {k: v / 2 ** 20 for k, v in held.items()}, "runs": runs, "dit_gflop": dit_flops / 1e9,
             "gemm_gflops": {"fp32": gemm_gflops("float32"), "bf16": gemm_gflops("bfloat16")}}
@@ -188,7 +202,8 @@ def summarize(r: dict) -> str:
     return (f"  seconds min/median over {len(runs)}: " + " ".join(f"{k} {stat(k)}" for k in
             ("content", "style", "f0", "dit", "vocoder", "total", "first_chunk")) + f"  RTF {stat('rtf')}\n"
             f"  load {r['load_s']:.1f} s; RSS after load {r['rss_after_load_gib']:.2f} GiB, peak "
-            f"{r['peak_rss_gib']:.2f} GiB; weights held (MiB): {held} = {sum(r['held_mib'].values()) / 1024:.2f} GiB\n"
+            f"{r['peak_rss_gib']:.2f} GiB; weights held (MiB): {held} = {sum(r['held_mib'].values()) / 1024:.2f} GiB"
+            + (f"; CUDA max_memory_allocated {r['max_alloc_gib']:.2f} GiB" if r.get("max_alloc_gib") else "") + "\n"
             f"  GEMM fp32 {r['gemm_gflops']['fp32']:.0f} GFLOP/s, bf16 {r['gemm_gflops']['bf16']:.0f} GFLOP/s; "
             f"DiT {r['dit_gflop']:.0f} GFLOP per conversion at {dit_rate:.0f} GFLOP/s = "
             f"{dit_rate / r['gemm_gflops']['fp32']:.0%} of the fp32 GEMM rate")
@@ -202,6 +217,8 @@ def main() -> None:
     parser.add_argument("--preset", choices=PRESETS, action="append", help="presets to run (default: all)")
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--compile", action="store_true", help="also run each precision with --compile")
+    parser.add_argument("--seconds", type=float, default=10.0, help="source length")
+    parser.add_argument("--reference-seconds", type=float, default=5.0)
     parser.add_argument("--repeat", type=int, default=3, help="conversions per process (min and median)")
     parser.add_argument("--child", nargs=4, metavar=("CONFIG", "PRECISION", "COMPILE", "OUTPUT"),
                         help=argparse.SUPPRESS)
@@ -209,9 +226,9 @@ def main() -> None:
     if args.child:
         config, precision, compile, output = args.child
         print(json.dumps(run_one(Path(config), args.steps, args.cfg, args.device, precision, compile == "1",
-                                 args.repeat, Path(output))))
+                                 args.repeat, Path(output), args.seconds, args.reference_seconds)))
         return
-    print(f"10 s source, 5 s reference, {args.steps} steps, CFG {args.cfg}, device {args.device}, random weights, "
+    print(f"{args.seconds:g} s source, {args.reference_seconds:g} s reference, {args.steps} steps, CFG {args.cfg}, device {args.device}, random weights, "
           f"{args.repeat} conversions per process")
     variants = [(p, c) for p in args.precision for c in ((False, True) if args.compile else (False,))]
     if ("fp32", False) not in variants and len(variants) > 0:
@@ -223,7 +240,8 @@ def main() -> None:
                 output = Path(tmp) / f"{preset}_{precision}_{int(compile)}.npz"
                 out = subprocess.run([sys.executable, __file__, "--child", str(config), precision, str(int(compile)),
                                       str(output), "--steps", str(args.steps), "--cfg", str(args.cfg), "--device",
-                                      args.device, "--repeat", str(args.repeat)], check=True, capture_output=True,
+                                      args.device, "--repeat", str(args.repeat),
+                                      "--seconds", str(args.seconds), "--reference-seconds", str(args.reference_seconds)], check=True, capture_output=True,
                                      text=True).stdout
                 r = json.loads(out.strip().splitlines()[-1])
                 print(f"{preset} precision {precision}{' compiled' if compile else ''}")

@@ -105,11 +105,14 @@ def load_audio(path: str | Path, sample_rate: int, *, max_seconds: float | None 
     return wave.astype(np.float32, copy=False)
 
 
-@lru_cache(maxsize=8)
-def _mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> torch.Tensor:
-    # librosa's default (Slaney) filters, [n_mels, n_fft // 2 + 1]. Keyed on every parameter, so two configs
-    # with the same rate but different n_fft or n_mels never share a basis.
-    return torch.from_numpy(librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)).float()
+@lru_cache(maxsize=16)
+def _mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None, device: torch.device,
+                    dtype: torch.dtype) -> torch.Tensor:
+    # librosa's default (Slaney) filters, [n_mels, n_fft // 2 + 1], built once per device and dtype (no
+    # host-to-device copy per call). Keyed on every parameter, so two configs with the same rate but different
+    # n_fft or n_mels never share a basis.
+    basis = torch.from_numpy(librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)).float()
+    return basis.to(device=device, dtype=dtype)
 
 
 def mel_spectrogram(wave: torch.Tensor, params: MelParams) -> torch.Tensor:
@@ -127,8 +130,9 @@ def mel_spectrogram(wave: torch.Tensor, params: MelParams) -> torch.Tensor:
                       window=window, center=False, normalized=False, onesided=True, return_complex=True)
     spec = torch.view_as_real(spec)
     magnitude = torch.sqrt(spec.pow(2).sum(-1) + 1e-9)  # [B, n_fft//2 + 1, T]; the epsilon keeps the grad finite
-    basis = _mel_filterbank(params.sampling_rate, params.n_fft, params.n_mels, params.fmin, params.fmax)
-    mel = torch.matmul(basis.to(device=wave.device, dtype=magnitude.dtype), magnitude)
+    basis = _mel_filterbank(params.sampling_rate, params.n_fft, params.n_mels, params.fmin, params.fmax,
+                            magnitude.device, magnitude.dtype)
+    mel = torch.matmul(basis, magnitude)
     return torch.log(torch.clamp(mel, min=1e-5))
 
 

@@ -27,14 +27,16 @@ OVERLAP_SECONDS = 5
 class ContentEncoder(nn.Module):
     """16 kHz mono wave [N] -> content features [1, T, dim] (float32)."""
 
-    def __init__(self, kind: str, model: nn.Module, feature_extractor, device: torch.device | str = "cpu"):
+    def __init__(self, kind: str, model: nn.Module, feature_extractor, device: torch.device | str = "cpu",
+                 fp16: bool = True):
         super().__init__()
         self.kind = kind
         self.model = model.eval()
         self.feature_extractor = feature_extractor
         self.device = torch.device(device)
-        # fp16 only on CUDA (as the original runs it); fp32 elsewhere, where half is slow or unsupported.
-        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        # fp16 only on CUDA (as the original runs it) unless turned off; fp32 elsewhere, where half is slow or
+        # unsupported.
+        self.dtype = torch.float16 if fp16 and self.device.type == "cuda" else torch.float32
         self.model.to(self.device, self.dtype)
         self.dim = model.config.d_model if kind == "whisper" else model.config.hidden_size
 
@@ -113,8 +115,9 @@ def _whisper_encoder_only(model_dir: Path):
 
 
 def load_content_encoder(speech_tokenizer: Mapping, model_dir: str | Path | None = None,
-                         device: torch.device | str = "cpu") -> ContentEncoder:
-    """Build the encoder a config's `speech_tokenizer` block names, from `model_dir` (default: its `name`)."""
+                         device: torch.device | str = "cpu", fp16: bool = True) -> ContentEncoder:
+    """Build the encoder a config's `speech_tokenizer` block names, from `model_dir` (default: its `name`).
+    fp16: run it in half precision on CUDA (ignored on other devices)."""
     kind = speech_tokenizer.get("type")
     if kind not in CONTENT_ENCODER_TYPES:
         raise ValueError(f"model_params.speech_tokenizer.type {kind!r} is not supported; "
@@ -127,9 +130,9 @@ def load_content_encoder(speech_tokenizer: Mapping, model_dir: str | Path | None
             with _quiet_transformers():
                 model = WhisperModel.from_pretrained(source)
             del model.decoder  # only the encoder is used
-        return ContentEncoder(kind, model, WhisperFeatureExtractor.from_pretrained(source), device)
+        return ContentEncoder(kind, model, WhisperFeatureExtractor.from_pretrained(source), device, fp16)
     from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
     with _quiet_transformers():
         model = Wav2Vec2Model.from_pretrained(source)
     model.encoder.layers = model.encoder.layers[: speech_tokenizer.get("output_layer", len(model.encoder.layers))]
-    return ContentEncoder(kind, model, Wav2Vec2FeatureExtractor.from_pretrained(source), device)
+    return ContentEncoder(kind, model, Wav2Vec2FeatureExtractor.from_pretrained(source), device, fp16)

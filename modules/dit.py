@@ -54,13 +54,23 @@ class AdaptiveRMSNorm(nn.Module):
         return weight * self.norm(x) + bias
 
 
-@lru_cache(maxsize=8)
-def _rope_table(n_positions: int, head_dim: int, device: torch.device) -> torch.Tensor:
-    """[n_positions, head_dim // 2, 2] (cos, sin), built for the length at hand, not for a maximum context."""
+ROPE_TABLE_BLOCK = 4096   # RoPE tables grow in whole blocks of positions
+
+
+@lru_cache(maxsize=16)
+def _rope_block_table(n_blocks: int, head_dim: int, device: torch.device) -> torch.Tensor:
+    """[n_blocks * ROPE_TABLE_BLOCK, head_dim // 2, 2] (cos, sin), built on the CPU, copied to `device` once.
+    Row p depends only on p, so any prefix of a longer table is the table of that length."""
     inv_freq = 1.0 / (ROPE_BASE ** (torch.arange(0, head_dim, 2)[: head_dim // 2].float() / head_dim))
-    angles = torch.outer(torch.arange(n_positions), inv_freq)
+    angles = torch.outer(torch.arange(n_blocks * ROPE_TABLE_BLOCK), inv_freq)
     rotation = torch.polar(torch.ones_like(angles), angles)
     return torch.stack([rotation.real, rotation.imag], dim=-1).to(device)
+
+
+def _rope_table(n_positions: int, head_dim: int, device: torch.device) -> torch.Tensor:
+    """[n_positions, head_dim // 2, 2] (cos, sin): a view of the cached table of the next whole block size, so
+    every length up to that size reuses one table per device."""
+    return _rope_block_table(-(-n_positions // ROPE_TABLE_BLOCK), head_dim, device)[:n_positions]
 
 
 def apply_rope(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:

@@ -62,7 +62,10 @@ class LengthRegulator(nn.Module):
 
     def forward(self, content: torch.Tensor, ylens: torch.Tensor, f0: torch.Tensor | None = None) -> torch.Tensor:
         """content [B, T_c, in_channels], ylens [B] target mel lengths, f0 [B, T_f0] Hz or None
-        -> [B, max(ylens), channels], zero beyond each row's length."""
+        -> [B, max(ylens), channels], zero beyond each row's length.
+
+        f0 may stay on the CPU in float64 (as it is computed; MPS has no float64): it is quantised where it
+        is, and only the integer bins move to the embedding's device."""
         n_frames = int(ylens.max())
         x = self.content_in_proj(content).transpose(1, 2)           # [B, C, T_c]
         x = F.interpolate(x.contiguous(), size=n_frames, mode="nearest")  # [B, C, T]
@@ -70,7 +73,7 @@ class LengthRegulator(nn.Module):
             if f0 is None:
                 x = x + self.f0_mask.unsqueeze(-1)
             else:
-                bins = f0_to_coarse(f0, self.n_f0_bins)
+                bins = f0_to_coarse(f0, self.n_f0_bins).to(self.f0_embedding.weight.device)
                 f0_emb = self.f0_embedding(bins).transpose(1, 2)    # [B, C, T_f0]
                 x = x + F.interpolate(f0_emb.contiguous(), size=n_frames, mode="nearest")
         out = self.model(x).transpose(1, 2)                         # [B, T, C]

@@ -23,6 +23,7 @@ from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 from modules import hub
 from modules.audio import AudioError, load_audio, mel_spectrogram, n_mel_frames
@@ -30,12 +31,13 @@ from modules.checkpoint import load_model, run_directory, select_run_checkpoint
 from modules.chunking import ChunkAssembler, ChunkPlan
 from modules.config import MelParams, load_config, preset_path
 from modules.content_encoder import load_content_encoder
+from modules.devices import pick_device, same_device, synchronize
 from modules.errors import UserError
 from modules.f0 import load_f0_extractor
 from modules.model import SeedVCModel
 from modules.precision import autocast_dtype, compile_module
 from modules.resample import resample
-from modules.style_encoder import load_campplus, style_embedding
+from modules.style_encoder import CAMPPlus, load_campplus, style_embedding
 from modules.vocoders import load_vocoder
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,30 @@ class Vocoder(Protocol):                                                    # [1
     def __call__(self, mel: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
 
 
+class CampplusStyle:
+    """CAM++ behind the StyleEncoder interface."""
+
+    def __init__(self, model: CAMPPlus):
+        self.model = model
+
+    def __call__(self, wave_16k: torch.Tensor) -> torch.Tensor:
+        return style_embedding(self.model, wave_16k)
+
+
+class ThresholdedF0:
+    """An F0 extractor (RMVPE, FCPE) at a fixed voicing threshold, behind the F0Extractor interface."""
+
+    def __init__(self, extractor, threshold: float | None):
+        self.extractor, self.threshold = extractor, threshold
+        self.model = extractor.model
+
+    def __call__(self, wave_16k: torch.Tensor) -> np.ndarray:
+        return self.extractor.extract(wave_16k, threshold=self.threshold)
+
+
+FRONTEND_NAMES = {"content": "content encoder", "style": "style encoder", "f0": "F0 extractor", "vocoder": "vocoder"}
+
+
 @dataclass
 class Frontends:
     content: ContentEncoder
@@ -132,13 +158,33 @@ class Frontends:
     vocoder: Vocoder | None     # None when built for training
     f0: F0Extractor | None = None
 
+    def modules(self) -> dict[str, nn.Module]:
+        """The torch module behind each front-end, by role: the front-end itself or its `.model`. Plain
+        callables (a lambda in a test) have none and are left out."""
+        found = {}
+        for role in FRONTEND_NAMES:
+            part = getattr(self, role)
+            module = part if isinstance(part, nn.Module) else getattr(part, "model", None)
+            if isinstance(module, nn.Module):
+                found[role] = module
+        return found
+
+    def check_device(self, device: torch.device) -> None:
+        """Raise ConversionError naming the first front-end with a weight that is not on `device`."""
+        for role, module in self.modules().items():
+            for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+                if not same_device(tensor.device, device):
+                    raise ConversionError(
+                        f"the {FRONTEND_NAMES[role]} is on {tensor.device} ({name}) but the converter runs on "
+                        f"{device}: build the front-ends for {device} (build_frontends(config, device))")
+
 
 @dataclass
 class ReferenceFeatures:
     style: torch.Tensor             # [1, 192]
     prompt_mel: torch.Tensor        # [1, n_mels, P]
     prompt_condition: torch.Tensor  # [1, P, D]
-    f0: torch.Tensor | None         # [1, T_f0] float64 Hz (F0 models only)
+    f0: torch.Tensor | None         # [1, T_f0] float64 Hz on the CPU (F0 models only)
 
 
 @dataclass
@@ -178,13 +224,16 @@ def shift_source_f0(f0_source: torch.Tensor, f0_reference: torch.Tensor, auto_ad
 
 
 class VoiceConverter:
+    """The engine on one device: it moves the DiT model there and refuses front-ends built for another."""
+
     def __init__(self, config: dict, model: SeedVCModel, frontends: Frontends, *, device: str | torch.device = "cpu",
                  fp16: bool = True, max_source_seconds: float | None = None, reference_cache_size: int = 8,
                  description: dict | None = None, precision: str | None = None, compile: bool = False):
         self.config = config
-        self.model = model.eval()
-        self.frontends = frontends
         self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        frontends.check_device(self.device)
+        self.frontends = frontends
         self.mel_params = MelParams.from_config(config)
         self.sample_rate = self.mel_params.sampling_rate
         self.f0_condition = bool(config["model_params"]["length_regulator"].get("f0_condition", False))
@@ -215,6 +264,7 @@ class VoiceConverter:
                           max_seconds=self.max_source_seconds, role=role, name=name)
 
     def _wave(self, audio: str | Path | np.ndarray, role: str) -> np.ndarray:
+        """A file decoded (see load) or an array checked, as float32 [N] at the model rate."""
         if isinstance(audio, (str, Path)):
             return self.load(audio, role)
         wave = np.asarray(audio, dtype=np.float32)
@@ -255,8 +305,8 @@ class VoiceConverter:
         prompt_mel = mel_spectrogram(ref, self.mel_params)                 # [1, n_mels, P]
         style = self.frontends.style(ref_16k[0])                           # [1, 192]
         f0 = None
-        if self.f0_condition:
-            f0 = torch.from_numpy(self.frontends.f0(ref_16k[0])).to(self.device)[None]
+        if self.f0_condition:  # float64 stays on the CPU (MPS has none); the length regulator moves its bins
+            f0 = torch.from_numpy(self.frontends.f0(ref_16k[0]))[None]
         lengths = torch.tensor([prompt_mel.shape[-1]], device=self.device)
         prompt_condition = self.model.length_regulator(content, lengths, f0=f0)
         features = ReferenceFeatures(style=style, prompt_mel=prompt_mel, prompt_condition=prompt_condition, f0=f0)
@@ -274,7 +324,7 @@ class VoiceConverter:
         n_frames = int(n_mel_frames(src.shape[-1], self.mel_params) * settings.length_adjust)
         f0 = None
         if self.f0_condition:
-            f0_source = torch.from_numpy(self.frontends.f0(src_16k[0])).to(self.device)[None]
+            f0_source = torch.from_numpy(self.frontends.f0(src_16k[0]))[None]          # float64, CPU
             f0 = shift_source_f0(f0_source, reference.f0, settings.auto_f0_adjust, settings.semitone_shift)
         return self.model.length_regulator(content, torch.tensor([n_frames], device=self.device), f0=f0)
 
@@ -296,6 +346,7 @@ class VoiceConverter:
 
         def lap(name: str) -> None:
             nonlocal clock
+            synchronize(self.device)  # asynchronous devices: count queued work in the stage that queued it
             now = time.perf_counter()
             timings[name] = timings.get(name, 0.0) + now - clock
             clock = now
@@ -385,30 +436,20 @@ def default_preset(f0_condition: bool) -> Path:
     return preset_path(PRESET_SINGING if f0_condition else PRESET_SPEECH)
 
 
-def pick_device(requested: str | None = None) -> torch.device:
-    """CUDA, then MPS, then CPU, unless one is requested."""
-    if requested:
-        return torch.device(requested)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 def build_frontends(cfg: dict, device: torch.device, *, f0_extractor: str | None = None,
-                    vocoder: bool = True) -> tuple[Frontends, str | None]:
+                    vocoder: bool = True, fp16: bool = True) -> tuple[Frontends, str | None]:
     """The frozen models around the DiT, from a loaded config: content encoder, CAM++, the F0 extractor (F0
-    models only) and the vocoder (training passes vocoder=False). Returns them with the F0 extractor's kind."""
-    content = load_content_encoder(cfg["model_params"]["speech_tokenizer"], hub.resolve_content_encoder(cfg), device)
-    campplus = load_campplus(hub.resolve_campplus(cfg), device)
+    models only) and the vocoder (training passes vocoder=False), all on `device`. fp16=False keeps the content
+    encoder in fp32 on CUDA too. Returns them with the F0 extractor's kind."""
+    content = load_content_encoder(cfg["model_params"]["speech_tokenizer"], hub.resolve_content_encoder(cfg), device,
+                                   fp16=fp16)
+    style = CampplusStyle(load_campplus(hub.resolve_campplus(cfg), device))
     f0, f0_kind = None, None
     if cfg["model_params"]["length_regulator"].get("f0_condition", False):
         f0_kind = hub.f0_extractor_type(cfg, f0_extractor)
         extractor = load_f0_extractor(f0_kind, hub.resolve_f0_model(cfg, f0_kind), device)
-        threshold = F0_THRESHOLD if f0_kind == "rmvpe" else None  # FCPE keeps its own voicing threshold
-        f0 = lambda wave_16k: extractor.extract(wave_16k, threshold=threshold)
-    return Frontends(content=content, style=lambda wave_16k: style_embedding(campplus, wave_16k),
+        f0 = ThresholdedF0(extractor, F0_THRESHOLD if f0_kind == "rmvpe" else None)  # FCPE keeps its own
+    return Frontends(content=content, style=style,
                      vocoder=load_vocoder(cfg, hub.resolve_vocoder(cfg), device) if vocoder else None,
                      f0=f0), f0_kind
 
@@ -451,7 +492,7 @@ def build_converter(config: str | Path | None = None, *, checkpoint: str | Path 
     model = load_model(cfg, state if state is not None else checkpoint, source=str(checkpoint)).to(dev).eval()
     del state  # the model holds the checkpoint's tensors; nothing else of it is needed
 
-    frontends, f0_kind = build_frontends(cfg, dev, f0_extractor=f0_extractor)
+    frontends, f0_kind = build_frontends(cfg, dev, f0_extractor=f0_extractor, fp16=fp16)
     description = {"config": str(config), "checkpoint": str(checkpoint), "sample_rate": cfg["preprocess_params"]["sr"],
                    "device": str(dev), "f0_extractor": f0_kind}
     log.info("loaded %s", description)

@@ -36,9 +36,11 @@ def _kaldi_mel(freq: float) -> float:
     return 1127.0 * math.log(1.0 + freq / 700.0)
 
 
-@lru_cache(maxsize=8)
-def _kaldi_mel_banks(n_mels: int, n_fft: int, sample_rate: int) -> torch.Tensor:
-    """Triangular filters equally spaced on the mel scale from 20 Hz to Nyquist: [n_mels, n_fft // 2 + 1] float32.
+@lru_cache(maxsize=16)
+def _kaldi_mel_banks(n_mels: int, n_fft: int, sample_rate: int, device: torch.device,
+                     dtype: torch.dtype) -> torch.Tensor:
+    """Triangular filters equally spaced on the mel scale from 20 Hz to Nyquist: [n_mels, n_fft // 2 + 1], built
+    in float32 and cached per device and dtype.
 
     Kaldi builds the triangles in mel space (not Hz) and gives the Nyquist bin no weight. The arithmetic is
     float32 in torchaudio's order, which makes the fbank bit-identical to it (float64 filters move near-silent
@@ -52,7 +54,7 @@ def _kaldi_mel_banks(n_mels: int, n_fft: int, sample_rate: int) -> torch.Tensor:
     rising = (bin_mel - left) / (centre - left)
     falling = (right - bin_mel) / (right - centre)
     banks = torch.minimum(rising, falling).clamp_min(0.0)
-    return F.pad(banks, (0, 1))
+    return F.pad(banks, (0, 1)).to(device=device, dtype=dtype)
 
 
 def _povey_window(length: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -86,7 +88,7 @@ def kaldi_fbank(wave: torch.Tensor, sample_rate: int = SAMPLE_RATE, n_mels: int 
     frames = frames - PREEMPHASIS * previous
     frames = frames * _povey_window(frame_length, wave.device, wave.dtype)
     power = torch.fft.rfft(frames, n=n_fft).abs().pow(2)       # [T, n_fft // 2 + 1], zero-padded to n_fft
-    banks = _kaldi_mel_banks(n_mels, n_fft, sample_rate).to(device=wave.device, dtype=wave.dtype)
+    banks = _kaldi_mel_banks(n_mels, n_fft, sample_rate, wave.device, wave.dtype)
     # Floor at the dtype's epsilon before the log: float32 gives log(FLT_EPSILON) = -15.94 in silent bins.
     return (power @ banks.T).clamp_min(torch.finfo(wave.dtype).eps).log()  # [T, n_mels]
 

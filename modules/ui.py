@@ -14,7 +14,8 @@ app, speech models for the speech app); no endpoint takes a filesystem path. Res
 subfolder the app owns (OUTPUT_SUBFOLDER of --output-dir); only files it wrote there are pruned or served.
 Errors a user can fix are shown as they are; any other failure is logged and shown as an internal error, so
 no message carries a server path or an internal exception text. Every GPU event shares one worker pool
-(concurrency_id="gpu").
+(concurrency_id="gpu"). On a ZeroGPU Space each conversion runs inside `spaces.GPU`
+(modules/zerogpu.py) with a budget from its decoded length.
 app_vc.py also has a Live tab whose audio goes over the WebSocket route /live/ws (modules/live_ui.py).
 """
 from __future__ import annotations
@@ -39,9 +40,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from modules import zerogpu
 from modules.arguments import add_model_arguments
 from modules.atomic_io import ensure_writable_folder
-from modules.audio import audio_duration
 from modules.checkpoint import FINAL_CHECKPOINT_NAME, run_config, runs_root, training_checkpoints
 from modules.config import get, load_config
 from modules.errors import UserError
@@ -148,57 +149,61 @@ class ModelRegistry:
 
 # ---------------------------------------------------------------------------------------------- GPU work
 
-def gpu_seconds(source: str | None, settings: ConversionSettings) -> int:
-    """A ZeroGPU time budget from the input length: loading plus a per-second, per-step cost, in [30, 300]."""
-    seconds = (audio_duration(source) or 30.0) if source else 30.0
-    return int(min(300, max(30, 20 + seconds * settings.diffusion_steps * 0.05)))
-
-
-def on_gpu(fn: Callable) -> Callable:
-    """spaces.GPU with a duration derived from the inputs when the `spaces` package is there; else fn itself."""
-    try:
-        import spaces  # type: ignore
-    except ImportError:
-        return fn
-    return spaces.GPU(duration=lambda model, f0_extractor, source, reference, settings, progress=None:
-                      gpu_seconds(source, settings))(fn)
-
-
 class Engine:
     """What the endpoints call: checks -> converter -> its sample rate, then float32 pieces."""
 
-    def __init__(self, registry: ModelRegistry, output_dir: Path):
+    def __init__(self, registry: ModelRegistry, output_dir: Path, max_gpu_seconds: float = zerogpu.MAX_GPU_SECONDS):
         self.registry = registry
         self.output_dir = ensure_writable_folder(output_dir / OUTPUT_SUBFOLDER, "--output-dir")
         self._written: list[tuple[float, Path]] = []    # (when, path) of every result this process wrote
         self._written_lock = threading.Lock()
+        self.max_gpu_seconds = max_gpu_seconds
 
-        def run(model: str | None, f0_extractor: str | None, source: str, reference: str,
-                settings: ConversionSettings, progress: Callable | None = None) -> Iterator:
+        def run(model: str | None, f0_extractor: str | None, source: np.ndarray, reference: np.ndarray,
+                settings: ConversionSettings, progress: Callable | None = None) -> Iterator[np.ndarray]:
             # Only plain values cross into a ZeroGPU worker; the converter is looked up on its side.
-            converter = registry.get(model, f0_extractor)
-            yield converter.sample_rate
-            yield from converter.convert_stream(source, reference, settings, progress=progress)
+            yield from registry.get(model, f0_extractor).convert_stream(source, reference, settings, progress=progress)
 
-        self._run = on_gpu(run)
+        def duration(model: str | None, f0_extractor: str | None, source: np.ndarray, reference: np.ndarray,
+                     settings: ConversionSettings, progress: Callable | None = None) -> int:
+            seconds = source.size / registry.get(model, f0_extractor).sample_rate
+            return zerogpu.gpu_seconds(seconds, settings.diffusion_steps)
+
+        self._run = zerogpu.on_gpu(run, duration)
         # On a ZeroGPU Space a callback cannot cross into the GPU worker, so progress is per chunk there.
         self.in_space = self._run is not run
 
     def check(self, source: str | None, reference: str | None, model: str | None, f0_extractor: str | None,
-              settings: ConversionSettings) -> None:
-        """Everything that can be refused before any GPU time is spent."""
+              settings: ConversionSettings) -> VoiceConverter:
+        """Everything that can be refused before any GPU time is spent; returns the converter."""
         if source is None or isinstance(source, str) and not source:
             raise ConversionError("no source audio: upload the voice or song to convert")
         if reference is None or isinstance(reference, str) and not reference:
             raise ConversionError("no reference audio: upload a clip of the target voice (1-25 s)")
         settings.validate()
-        self.registry.get(model, f0_extractor)
+        return self.registry.get(model, f0_extractor)
+
+    def check_gpu_budget(self, source_seconds: float, settings: ConversionSettings) -> None:
+        """On a Space, refuse a request whose GPU budget exceeds the largest one allowed, before asking for it."""
+        steps = int(settings.diffusion_steps)
+        needed = zerogpu.gpu_seconds(source_seconds, steps)
+        if needed > self.max_gpu_seconds:
+            longest = zerogpu.longest_source_seconds(steps, self.max_gpu_seconds)
+            raise ConversionError(
+                f"this conversion needs about {needed} s of GPU time ({source_seconds:.0f} s of source at {steps} "
+                f"diffusion steps), more than the {self.max_gpu_seconds:g} s a request may use here. Use a source "
+                f"of at most {longest:.0f} s at {steps} steps, or fewer diffusion steps.")
 
     def stream(self, source: str | None, reference: str | None, model: str | None, f0_extractor: str | None,
                settings: ConversionSettings, progress: Callable | None = None) -> Iterator:
         """Yields the sample rate, then the pieces of the result."""
-        self.check(source, reference, model, f0_extractor, settings)
-        yield from self._run(model, f0_extractor, source, reference, settings,
+        converter = self.check(source, reference, model, f0_extractor, settings)
+        # Decoded here, outside any GPU slot: the budget is set from the decoded length, and decoding needs no GPU.
+        source_wave, reference_wave = converter._wave(source, "source"), converter._wave(reference, "reference")
+        if self.in_space:
+            self.check_gpu_budget(source_wave.size / converter.sample_rate, settings)
+        yield converter.sample_rate
+        yield from self._run(model, f0_extractor, source_wave, reference_wave, settings,
                              None if self.in_space else progress)
 
     def write(self, wave: np.ndarray, sample_rate: int, stem: str) -> str:
@@ -316,10 +321,11 @@ def describe_model(info: dict) -> str:
     ])
 
 
-def build_demo(registry: ModelRegistry, kind: AppKind, output_dir: Path, concurrency: int = 1):
+def build_demo(registry: ModelRegistry, kind: AppKind, output_dir: Path, concurrency: int = 1,
+               max_gpu_seconds: float = zerogpu.MAX_GPU_SECONDS):
     import gradio as gr
 
-    engine = Engine(registry, output_dir)
+    engine = Engine(registry, output_dir, max_gpu_seconds)
     progress_bar = gr.Progress()   # Gradio injects the per-event tracker into a parameter with this default
     names = setting_names(kind)
     inputs = ("source", "reference", "model", *names)
@@ -467,6 +473,11 @@ def build_demo(registry: ModelRegistry, kind: AppKind, output_dir: Path, concurr
 
 # ---------------------------------------------------------------------------------------------- command line
 
+def default_concurrency() -> int:
+    """One conversion per local GPU; on ZeroGPU every call gets its own GPU worker, so several at once."""
+    return zerogpu.ZEROGPU_CONCURRENCY if zerogpu.on_zerogpu() else max(1, torch.cuda.device_count())
+
+
 def parse_args(kind: AppKind, argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=kind.title)
     add_model_arguments(p, config_help=f"model config (.yml); default: {default_preset(kind.f0).name}",
@@ -475,8 +486,10 @@ def parse_args(kind: AppKind, argv: list[str] | None = None) -> argparse.Namespa
     p.add_argument("--port", type=int, default=None, help="port (default: 7860 or $GRADIO_SERVER_PORT)")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     p.add_argument("--max-file-size", default="100mb", help="refuse uploads larger than this, before decoding")
-    p.add_argument("--concurrency", type=int, default=max(1, torch.cuda.device_count()),
-                   help="conversions run at once (default: 1 per GPU)")
+    p.add_argument("--concurrency", type=int, default=default_concurrency(),
+                   help=f"conversions run at once (default: 1 per GPU; {zerogpu.ZEROGPU_CONCURRENCY} on ZeroGPU)")
+    p.add_argument("--max-gpu-seconds", type=float, default=zerogpu.MAX_GPU_SECONDS,
+                   help="ZeroGPU only: refuse requests whose GPU time budget is longer than this")
     p.add_argument("--queue-size", type=int, default=16, help="waiting requests beyond this are refused")
     p.add_argument("--output-dir", default=None,
                    help=f"results go to its subfolder {OUTPUT_SUBFOLDER}/ (default: a temporary folder)")
@@ -496,7 +509,7 @@ def main(kind: AppKind, argv: list[str] | None = None) -> None:
         registry = ModelRegistry(args, kind)
         registry.get(DEFAULT_MODEL)  # built once at start-up: the first caller does not wait, bad flags fail now
         output_dir = Path(args.output_dir or tempfile.mkdtemp(prefix="seedvc_app_"))
-        demo = build_demo(registry, kind, output_dir, args.concurrency)
+        demo = build_demo(registry, kind, output_dir, args.concurrency, args.max_gpu_seconds)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -40,14 +40,17 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, app: str, config: Path, workdir: Path, *extra: str):
+    def __init__(self, app: str, config: Path, workdir: Path, *extra: str, env: dict | None = None,
+                 device: str | None = "cpu", python: list[str] | None = None):
+        """device None: no --device / --fp16 flags (the app's defaults); python: the interpreter command."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = workdir / f"{app}.log"
         env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
-                   CUDA_VISIBLE_DEVICES="")
+                   CUDA_VISIBLE_DEVICES="", **(env or {}))
+        device_flags = ["--device", device, "--fp16", "false"] if device else []
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / app), "--config", str(config), "--device", "cpu", "--fp16", "false",
+            [*(python or [sys.executable]), str(ROOT / app), "--config", str(config), *device_flags,
              "--host", "127.0.0.1", "--port", str(self.port), "--max-duration", str(MAX_DURATION),
              "--output-dir", str(workdir / f"{app}_out"), *extra],
             cwd=workdir, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT)

@@ -157,8 +157,8 @@ class FCPE:
 
     def __init__(self, model: FCPENet, device: torch.device | str = "cpu"):
         self.device = torch.device(device)
+        self.cent_table = model.cent_table.detach().cpu().double().numpy()  # float64 decoding, on the CPU
         self.model = model.to(self.device).eval()
-        self.cent_table = model.cent_table.double().cpu().numpy()
 
     @torch.no_grad()
     def mel(self, wave_16k: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -33,14 +33,15 @@ PROMPT_DROP_PROB = 0.1
 class FrozenFeatures:
     content: list[torch.Tensor]          # per item [1, T_c, D], from the augmented wave when there is one
     prompt_content: list[torch.Tensor]   # per item [1, T_c', D], from the original wave
-    f0: list[torch.Tensor | None]        # per item [1, T_f0] Hz, or None
+    f0: list[torch.Tensor | None]        # per item [1, T_f0] Hz, float64 on the CPU, or None
     style: torch.Tensor                  # [B, 192]
 
 
 def _clip_features(wave: torch.Tensor, frontends: Frontends, sample_rate: int) -> dict[str, torch.Tensor | None]:
     """The frozen models on one clip [N]: content [1, T_c, D], F0 [1, T_f0] (or None), style [1, 192]."""
     wave_16k = resample(wave[None], sample_rate, FRONTEND_RATE)[0]
-    f0 = torch.from_numpy(frontends.f0(wave_16k)).to(wave.device)[None] if frontends.f0 is not None else None
+    # F0 stays on the CPU in float64 (MPS has no float64); the length regulator moves only its quantised bins.
+    f0 = torch.from_numpy(frontends.f0(wave_16k))[None] if frontends.f0 is not None else None
     return {"content": frontends.content(wave_16k), "f0": f0, "style": frontends.style(wave_16k)}
 
 
@@ -59,7 +60,7 @@ def frozen_features(batch: Batch, frontends: Frontends, sample_rate: int,
             key = clip_hash(wave)
             entry = cache.get(key)
             if entry is not None:
-                entry = {k: None if v is None else v.to(wave.device) for k, v in entry.items()}
+                entry = {k: v if v is None or k == "f0" else v.to(wave.device) for k, v in entry.items()}
             else:
                 entry = _clip_features(wave, frontends, sample_rate)
                 cache.put(key, entry)

@@ -23,8 +23,9 @@ from modules import hub
 from modules.atomic_io import atomic_write, ensure_writable_folder, remove_stale_temporaries
 from modules.checkpoint import FINAL_CHECKPOINT_NAME, checkpoint_name, load_model, read_checkpoint, run_directory
 from modules.config import ConfigError, MelParams, load_config
+from modules.devices import pick_device
 from modules.model import PARTS
-from modules.pipeline import build_frontends, pick_device
+from modules.pipeline import build_frontends
 from modules.training.data import ClipDataset, DataPosition, EpochSchedule, collate, find_audio_files, scan_dataset
 from modules.training.feature_cache import FeatureCache, frontend_identity
 from modules.training.metrics import MetricsLog, plot_loss_curve
@@ -100,7 +101,9 @@ class Trainer:
 
         wants_cpu = options.device is not None and options.device.startswith("cpu")
         # Class dropout and an F0-less length regulator leave some parameters without gradients on a step.
-        self.accelerator = Accelerator(cpu=wants_cpu, kwargs_handlers=[
+        # The precision is the command line's alone: without it `accelerate launch` or an `accelerate config`
+        # file would add an autocast of its own beside (or instead of) --mixed-precision.
+        self.accelerator = Accelerator(cpu=wants_cpu, mixed_precision=options.mixed_precision, kwargs_handlers=[
             DistributedDataParallelKwargs(find_unused_parameters=True)])
         self.world_size = self.accelerator.num_processes
         self.rank = self.accelerator.process_index

@@ -8,6 +8,7 @@ so the output is reproducible.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
@@ -19,6 +20,12 @@ import yaml
 
 from modules.weight_norm import fold_weight_norm, legacy_weight_norm
 from modules.weights import load_state_strict, read_weights
+
+
+@lru_cache(maxsize=8)
+def _stft_window(n_fft: int, device: torch.device) -> torch.Tensor:
+    """scipy's periodic Hann ("fftbins"), as CosyVoice uses, [n_fft] float32; built once per device."""
+    return torch.from_numpy(np.hanning(n_fft + 1)[:-1].astype(np.float32)).to(device)
 
 
 class Snake(nn.Module):
@@ -132,13 +139,11 @@ class HiFTGenerator(nn.Module):
         self.conv_post = legacy_weight_norm(nn.Conv1d(base_channels // 2 ** len(self.ups), self.n_fft + 2, 7, 1,
                                                       padding=3))
         self.f0_predictor = f0_predictor if f0_predictor is not None else ConvRNNF0Predictor()
-        # scipy's periodic Hann ("fftbins"), as CosyVoice uses; not a buffer, so not in the state dict.
-        self.stft_window = torch.from_numpy(np.hanning(self.n_fft + 1)[:-1].astype(np.float32))
 
     def _source_stft(self, f0: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         f0_audio = F.interpolate(f0[:, None], scale_factor=float(self.hop_length), mode="nearest")  # [B, 1, N]
         source = self.m_source(f0_audio, generator)[:, 0]                                            # [B, N]
-        window = self.stft_window.to(source.device)
+        window = _stft_window(self.n_fft, source.device)
         spec = torch.view_as_real(torch.stft(source, self.n_fft, self.istft_hop, self.n_fft, window=window,
                                              return_complex=True))
         return torch.cat([spec[..., 0], spec[..., 1]], dim=1)                # [B, n_fft + 2, frames]
@@ -164,7 +169,7 @@ class HiFTGenerator(nn.Module):
             magnitude = torch.exp(x[:, :half]).clamp(max=1e2)
             phase = torch.sin(x[:, half:])
             spec = torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
-            wave = torch.istft(spec, self.n_fft, self.istft_hop, self.n_fft, window=self.stft_window.to(mel.device))
+            wave = torch.istft(spec, self.n_fft, self.istft_hop, self.n_fft, window=_stft_window(self.n_fft, mel.device))
             return wave.clamp(-self.audio_limit, self.audio_limit)
 
 

@@ -1,0 +1,40 @@
+"""Which device to run on, and the few things that differ between CPU, CUDA and Apple MPS.
+
+    CUDA  fp16 autocast for the DiT (vocoders and F0 stay fp32), work is asynchronous: synchronise before
+          reading a clock, and peak memory is torch.cuda.max_memory_allocated
+    MPS   no float64: F0 (float64, as the original computes it) stays on the CPU; only its quantised bins
+          go to the device
+    CPU   fp32 throughout
+"""
+from __future__ import annotations
+
+import torch
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """CUDA, then MPS, then CPU, unless one is requested."""
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """cuda and cuda:0 are the same device when the index is left open."""
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read next measures it (no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def peak_memory_bytes(device: torch.device) -> int | None:
+    """Peak bytes allocated by tensors on a CUDA device since the last reset; None elsewhere."""
+    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None

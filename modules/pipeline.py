@@ -254,6 +254,11 @@ class VoiceConverter:
         self.reference_cache_misses = 0
 
     # ------------------------------------------------------------------ inputs
+    @property
+    def fp16(self) -> bool:
+        """Whether the DiT runs under fp16 autocast (the original's --fp16; CUDA only)."""
+        return self.autocast_dtype == torch.float16
+
     def load(self, path: str | Path, role: str) -> np.ndarray:
         """Decode a "source" or "reference" file; errors name it by role and file name, never its folder."""
         name = Path(path).name

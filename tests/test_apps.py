@@ -343,11 +343,13 @@ def test_no_endpoint_reads_or_serves_server_files(servers):
 # ------------------------------------------------------------------------------------------------ Space support
 
 def test_spaces_gpu_wraps_with_a_duration_from_the_input(monkeypatch):
-    from modules import ui
+    from modules import zerogpu
     from modules.pipeline import ConversionSettings
     fn = lambda model, f0_extractor, source, reference, settings, progress=None: None
-    monkeypatch.setitem(sys.modules, "spaces", None)     # not importable: a no-op
-    assert ui.on_gpu(fn) is fn
+    duration = lambda model, f0_extractor, source, reference, settings, progress=None: zerogpu.gpu_seconds(
+        sf.info(source).duration, settings.diffusion_steps)
+    monkeypatch.setattr(zerogpu, "spaces", None)     # not importable: a no-op
+    assert zerogpu.on_gpu(fn, duration) is fn
     seen = {}
 
     def gpu(duration):
@@ -355,11 +357,12 @@ def test_spaces_gpu_wraps_with_a_duration_from_the_input(monkeypatch):
             seen["duration"] = duration
             return lambda *a, **k: f(*a, **k)
         return wrap
-    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
-    assert ui.on_gpu(fn) is not fn
+    monkeypatch.setattr(zerogpu, "spaces", types.SimpleNamespace(GPU=gpu))
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    assert zerogpu.on_gpu(fn, duration) is not fn
     short = seen["duration"]("default", None, str(SOURCE), str(REFERENCE), ConversionSettings(diffusion_steps=10))
     long = seen["duration"]("default", None, str(SOURCE), str(REFERENCE), ConversionSettings(diffusion_steps=200))
-    assert 30 <= short < long <= 300
+    assert zerogpu.SETUP_SECONDS <= short < long <= zerogpu.MAX_GPU_SECONDS
 
 
 # ------------------------------------------------------------------------------------------------ browser

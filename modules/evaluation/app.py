@@ -114,14 +114,18 @@ def evaluate_tab(engine, kind, gpu: dict):
     service = EvaluationService(engine, kind)
     progress_bar = gr.Progress()
 
-    def evaluate(sources, reference, model_label, steps_grid, length_adjust, cfg_grid, *rest, progress=progress_bar):
-        auto_f0, shift, seed, transcripts, metrics = rest if kind.f0 else (False, 0, *rest)
+    def evaluate(sources, reference, model, steps_grid, length_adjust, cfg_grid, seed, transcripts, metrics,
+                 auto_f0_adjust=False, semitone_shift=0, progress=progress_bar):
         try:
-            out = service.run(sources, reference, model_label, steps_grid, length_adjust, cfg_grid, auto_f0, shift,
-                              seed, transcripts, metrics, lambda f, text: progress(f, desc=text))
+            out = service.run(sources, reference, model, steps_grid, length_adjust, cfg_grid, auto_f0_adjust,
+                              semitone_shift, seed, transcripts, metrics, lambda f, text: progress(f, desc=text))
         except (ConversionError, ValueError, OSError, RuntimeError) as e:
             raise gr.Error(str(e), title="Cannot evaluate") from None
         return pd.DataFrame(out["rows"], columns=out["headers"]), out["png"], out["csv"], out["json"]
+
+    # The API names every argument (modules.ui.named_endpoint), in the order of the page's inputs.
+    input_names = ("sources", "reference", "model", "steps_grid", "length_adjust", "cfg_grid",
+                   *(("auto_f0_adjust", "semitone_shift") if kind.f0 else ()), "seed", "transcripts", "metrics")
 
     with gr.Tab("Evaluate"):
         gr.Markdown("Compare settings objectively: every source is converted with every combination of the "
@@ -152,6 +156,8 @@ def evaluate_tab(engine, kind, gpu: dict):
             json_file = gr.File(label="Summary JSON")
 
     def bind(model) -> None:
-        go.click(evaluate, [sources, reference, model, steps_grid, length_adjust, cfg_grid, *extra, seed, transcripts,
+        from modules.ui import named_endpoint  # the app module that is building this page
+
+        go.click(named_endpoint(evaluate, input_names, progress_bar), [sources, reference, model, steps_grid, length_adjust, cfg_grid, *extra, seed, transcripts,
                             metrics], [table, plot, csv_file, json_file], api_name="evaluate", **gpu)
     return bind

@@ -4,7 +4,8 @@
 #   2. run the device tests on the real device (tests/test_devices.py with SEEDVC_REAL_DEVICE=1: the
 #      simulated-accelerator tests then run on the GPU itself) and the rest of the suite's fast device-free part,
 #   3. print the end-to-end benchmark of the three presets at full size, fp16 on and off: seconds per stage
-#      (the device synchronised before every clock read), RTF and torch.cuda.max_memory_allocated.
+#      (the device synchronised before every clock read), RTF and torch.cuda.max_memory_allocated,
+#   4. print the live engine's per-block compute and latency (benchmarks/bench_live.py).
 #
 #   bash benchmarks/device_check.sh                       # on the GPU machine: --device cuda, full size
 #   bash benchmarks/device_check.sh --device cpu --quick  # the same steps on a CPU (2 s source, 2 steps)
@@ -54,4 +55,7 @@ if [ "$QUICK" = 1 ]; then SIZE=(--seconds 2 --reference-seconds 1.5 --steps 2); 
 # fp16 on and off: fp32 always runs first as the reference of the error figures; fp16 exists on CUDA only.
 PRECISIONS=(fp32); [ "$DEVICE" = cuda ] && PRECISIONS=(fp32 fp16)
 timeout 600 "$PY" benchmarks/bench_e2e.py --device "$DEVICE" --precision "${PRECISIONS[@]}" --repeat 2 "${SIZE[@]}"
+lap "live engine, XLS-R tiny + HiFT at full size, --device $DEVICE"
+if [ "$QUICK" = 1 ]; then LIVE=(--blocks 0.3 --steps 4 --measure 1); else LIVE=(--blocks 0.18 0.3 0.5 --steps 4 10 --measure 4); fi
+timeout 300 "$PY" benchmarks/bench_live.py --device "$DEVICE" "${LIVE[@]}"
 lap "done"

@@ -127,6 +127,22 @@ def shared_vad() -> SileroVAD:
     return SileroVAD.from_package()
 
 
+def take_samples(pieces: deque[np.ndarray], n: int) -> tuple[np.ndarray, int]:
+    """The first n samples of a FIFO of float32 pieces, removed from it, zero-padded when it runs short.
+    Returns (samples [n], how many came from the FIFO)."""
+    out, filled = np.zeros(n, np.float32), 0
+    while filled < n and pieces:
+        piece = pieces[0]
+        used = min(piece.size, n - filled)
+        out[filled: filled + used] = piece[:used]
+        filled += used
+        if used == piece.size:
+            pieces.popleft()
+        else:
+            pieces[0] = piece[used:]
+    return out, filled
+
+
 def _frames(seconds: float, sample_rate: int) -> int:
     """Whole content frames, in samples."""
     frame = round(sample_rate * CONTENT_FRAME_SECONDS)
@@ -325,16 +341,7 @@ class LiveSession:
             self._ready.notify_all()
 
     def _take(self, n: int) -> np.ndarray:
-        out, filled = np.zeros(n, np.float32), 0
-        while filled < n and self._pieces:
-            piece = self._pieces[0]
-            used = min(piece.size, n - filled)
-            out[filled: filled + used] = piece[:used]
-            filled += used
-            if used == piece.size:
-                self._pieces.popleft()
-            else:
-                self._pieces[0] = piece[used:]
+        out, filled = take_samples(self._pieces, n)
         self._queued -= filled
         return out
 

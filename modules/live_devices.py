@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from modules.errors import UserError
-from modules.live import BlockStats, LiveEngine, LiveSession
+from modules.live import BlockStats, LiveEngine, LiveSession, take_samples
 
 PLAYBACK_MAX_SECONDS = 1.0      # converted audio waiting to be played; older is dropped (bounded delay)
 
@@ -64,17 +64,8 @@ class Playback:
                 self.queued -= self.pieces.popleft().size
 
     def pull(self, n: int) -> np.ndarray:
-        out, filled = np.zeros(n, np.float32), 0
         with self.lock:
-            while filled < n and self.pieces:
-                piece = self.pieces[0]
-                used = min(piece.size, n - filled)
-                out[filled: filled + used] = piece[:used]
-                filled += used
-                if used == piece.size:
-                    self.pieces.popleft()
-                else:
-                    self.pieces[0] = piece[used:]
+            out, filled = take_samples(self.pieces, n)
             self.queued -= filled
         return out
 

@@ -35,53 +35,21 @@ def kaiser_sinc_filter(cutoff: float, half_width: float, kernel_size: int) -> to
 
 
 class UpSample1d(nn.Module):
+    """Holds the 2x up-sampling low-pass (`filter`, a checkpoint buffer); applied by AntiAliasedActivation."""
+
     def __init__(self, ratio: int = 2, kernel_size: int = 12):
         super().__init__()
         self.ratio = ratio
-        self.pad = kernel_size // ratio - 1
-        self.crop_left = self.pad * ratio + (kernel_size - ratio) // 2
-        self.crop_right = self.pad * ratio + (kernel_size - ratio + 1) // 2
         self.register_buffer("filter", kaiser_sinc_filter(0.5 / ratio, 0.6 / ratio, kernel_size))
-        self._phase_weights: dict = {}
-
-    def phase_weight(self, channels: int, dtype: torch.dtype) -> torch.Tensor:
-        """[C * r, 1, taps] grouped-conv weight of the r polyphase filters, gain r included (exact: r is 2).
-        Built once per (channels, dtype, device), not at every call."""
-        key = (channels, dtype, self.filter.device)
-        weight = self._phase_weights.get(key)
-        if weight is None:
-            r, taps = self.ratio, self.filter.shape[-1] // self.ratio
-            phases = self.filter.view(taps, r).t().flip(-1)           # [r, taps]: phase p, tap order for conv1d
-            weight = (r * phases).repeat(channels, 1)[:, None, :].to(dtype).contiguous()
-            self._phase_weights = {key: weight}                       # one entry: the filter never changes
-        return weight
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, C, T] -> [B, C, ratio * T]: zero-stuffing followed by the low-pass, done in polyphase form.
-
-        conv_transpose1d(x, h, stride=r) gives y[r*m + p] = sum_j h[p + r*j] * x[m - j]; computing the r phases
-        with one grouped conv1d is the same sum, and avoids torch's very slow transposed-conv path on CPU.
-        """
-        B, C, _ = x.shape
-        r, taps = self.ratio, self.filter.shape[-1] // self.ratio
-        # replicate padding by `pad`, then zeros by taps - 1, in one padded copy
-        x = F.pad(F.pad(x, (self.pad, self.pad), mode="replicate"), (taps - 1, taps - 1))
-        y = F.conv1d(x, self.phase_weight(C, x.dtype), groups=C)                # [B, C * r, L]
-        y = y.view(B, C, r, -1).transpose(2, 3).reshape(B, C, -1)            # interleave the phases
-        return y[..., self.crop_left: -self.crop_right]
 
 
 class LowPassFilter1d(nn.Module):
+    """Holds the anti-aliasing low-pass before 2x down-sampling (`filter`, a checkpoint buffer)."""
+
     def __init__(self, cutoff: float, half_width: float, stride: int, kernel_size: int = 12):
         super().__init__()
         self.stride = stride
-        self.pad = (kernel_size // 2 - int(kernel_size % 2 == 0), kernel_size // 2)
         self.register_buffer("filter", kaiser_sinc_filter(cutoff, half_width, kernel_size))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        C = x.shape[1]
-        x = F.pad(x, self.pad, mode="replicate")
-        return F.conv1d(x, self.filter.expand(C, -1, -1), stride=self.stride, groups=C)
 
 
 class DownSample1d(nn.Module):
@@ -89,12 +57,9 @@ class DownSample1d(nn.Module):
         super().__init__()
         self.lowpass = LowPassFilter1d(0.5 / ratio, 0.6 / ratio, ratio, kernel_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lowpass(x)
-
 
 class SnakeBeta(nn.Module):
-    """x + sin^2(alpha x) / beta, per channel; alpha and beta stored as logs when `log_scale`."""
+    """x + sin^2(alpha x) / beta, per channel (dim 1); alpha and beta stored as logs when `log_scale`."""
 
     def __init__(self, channels: int, log_scale: bool = True):
         super().__init__()
@@ -103,17 +68,31 @@ class SnakeBeta(nn.Module):
         self.alpha = nn.Parameter(init.clone())
         self.beta = nn.Parameter(init.clone())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        alpha, beta = self.alpha[None, :, None], self.beta[None, :, None]
+    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """x [B, C, ...]; with `inplace`, x is overwritten and returned."""
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        alpha, beta = self.alpha.view(shape), self.beta.view(shape)
         if self.log_scale:
             alpha, beta = alpha.exp(), beta.exp()
-        # x + sin(alpha x)^2 / beta in three passes over x (mul, sin, square in place, fused multiply-add)
-        # instead of five, with one temporary instead of four.
-        return torch.addcmul(x, torch.sin(x * alpha).square_(), 1.0 / (beta + 1e-9))
+        # three passes over x (mul, sin, square in place, fused multiply-add), one temporary
+        wave = torch.sin(x * alpha).square_()
+        inv_beta = 1.0 / (beta + 1e-9)
+        return x.addcmul_(wave, inv_beta) if inplace else torch.addcmul(x, wave, inv_beta)
 
 
 class AntiAliasedActivation(nn.Module):
-    """Upsample 2x, apply the periodic activation, low-pass and downsample 2x (limits aliasing)."""
+    """Upsample 2x, apply the periodic activation, low-pass and downsample 2x (limits aliasing).
+
+    Computed in phase-split form. With x [B, C, T], the 2x up-sampled signal u (length 2T) is held as its even
+    and odd phases e[i] = u[2i], o[i] = u[2i+1]: one grouped conv gives both from the replicate-padded x.
+    The activation is elementwise, so it runs on the phases. The stride-2 low-pass of the replicate-padded u,
+    out[i] = sum_k g[k] u[clamp(2i + k - 5)], splits into a 6-tap filter over e and one over o, so the down
+    path is one grouped conv with two input channels (e, o) per output channel. Replicate padding of u reads,
+    per phase, u's first sample e[0] before the start and its last sample o[T-1] after the end; those few
+    edge columns are written in place. Nothing is interleaved, cropped or re-padded.
+    """
+
+    PAD = 3  # edge columns per side of each phase: the phase filters below span offsets -3..+3
 
     def __init__(self, act: nn.Module):
         super().__init__()
@@ -121,8 +100,67 @@ class AntiAliasedActivation(nn.Module):
         self.upsample = UpSample1d(2, 12)
         self.downsample = DownSample1d(2, 12)
 
+    def phase_weights(self, channels: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(up [2C, 1, 7], down [C, 2, 7]) grouped-conv weights, rebuilt per call (a few kB) so they always
+        follow the `filter` buffers.
+
+        Up (gain 2 included; exact, a power of two), as cross-correlations over x padded by 3:
+          e[i] = sum_t 2 h[11 - 2t] x[i + t - 3] (t = 0..5),  o[i] = sum_t 2 h[12 - 2t] x[i + t - 3] (t = 1..6).
+        Down, over the phases padded by 3:
+          out[i] = sum_t g[2t - 1] e[i + t - 3] (t = 1..6) + sum_t g[2t] o[i + t - 3] (t = 0..5).
+        """
+        h, g = self.upsample.filter.view(-1), self.downsample.lowpass.filter.view(-1)
+        if h.numel() != 12 or g.numel() != 12 or self.upsample.ratio != 2:
+            raise ValueError("AntiAliasedActivation's phase form needs 12-tap filters and a ratio of 2")
+        zero = h.new_zeros(1)
+        up_even = torch.cat([2 * h[1::2].flip(0), zero])     # t = 0..5: 2 h[11], 2 h[9], ..., 2 h[1]
+        up_odd = torch.cat([zero, 2 * h[0::2].flip(0)])      # t = 1..6: 2 h[10], ..., 2 h[0]
+        down_even = torch.cat([zero, g[1::2]])                # t = 1..6: g[1], g[3], ..., g[11]
+        down_odd = torch.cat([g[0::2], zero])                 # t = 0..5: g[0], g[2], ..., g[10]
+        up = torch.stack([up_even, up_odd]).repeat(channels, 1)[:, None, :]          # [2C, 1, 7]
+        down = torch.stack([down_even, down_odd])[None].expand(channels, -1, -1)     # [C, 2, 7]
+        return up.to(dtype).contiguous(), down.to(dtype).contiguous()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.downsample(self.act(self.upsample(x)))
+        B, C, T = x.shape
+        pad = self.PAD
+        up, down = self.phase_weights(C, x.dtype)
+        # x padded by 2 * pad, so the up conv also yields `pad` (overwritten) edge columns per side
+        x = F.pad(x, (2 * pad, 2 * pad), mode="replicate")                   # [B, C, T + 12]
+        phases = F.conv1d(x, up, groups=C).view(B, C, 2, T + 2 * pad)        # [B, C, (e, o), T + 6]
+        phases[..., :pad] = phases[:, :, :1, pad: pad + 1]                   # u[clamp(n < 0)] = e[0]
+        phases[..., T + pad:] = phases[:, :, 1:, T + pad - 1: T + pad]       # u[clamp(n >= 2T)] = o[T-1]
+        self.act(phases, inplace=True)
+        return F.conv1d(phases.view(B, 2 * C, -1), down, groups=C)           # [B, C, T]
+
+
+class PolyphaseConvTranspose1d(nn.ConvTranspose1d):
+    """ConvTranspose1d (same parameters and state-dict keys) computed, for kernel 2r, stride r and padding r/2
+    (every BigVGAN up-sampling layer), as one ordinary conv with r phases of 2 taps, then interleaved.
+
+    With n = q r + s and h = r / 2, the transposed conv is y[q r + s] = W[s + h] x[q] + W[s + h + r] x[q - 1]
+    for s < h, and W[s - h] x[q + 1] + W[s - h + r] x[q] for s >= h (W[k]: the [Cin, Cout] tap k, x zero
+    outside [0, L)). Both are z[j] = A x[j - 1] + B x[j] of a 2-tap conv over x zero-padded by one, read at
+    j = q or q + 1. Same multiply-adds, summed in another order: equal up to float rounding.
+    Other shapes fall back to torch's transposed conv.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r, (k,), (p,) = self.stride[0], self.kernel_size, self.padding
+        if (k, p) != (2 * r, r // 2) or r % 2 or self.output_padding[0] or self.groups != 1 or self.dilation[0] != 1:
+            return super().forward(x)
+        B, _, L = x.shape
+        c_out, h = self.out_channels, r // 2
+        tap_b = (torch.arange(r) + h) % r                     # per phase s: the tap that multiplies x[j]
+        taps = torch.stack([tap_b + r, tap_b], 1)             # [r, 2]: (A, B) taps, conv order
+        weight = self.weight[:, :, taps.view(-1)].view(-1, c_out, r, 2)      # [Cin, Cout, r, 2]
+        weight = weight.permute(1, 2, 0, 3).reshape(c_out * r, -1, 2)        # [(Cout, s), Cin, 2]
+        bias = None if self.bias is None else self.bias.repeat_interleave(r)
+        z = F.conv1d(x, weight, bias, padding=1).view(B, c_out, r, L + 1)   # [B, Cout, r, L + 1]
+        y = x.new_empty(B, c_out, L, r)
+        y[..., :h] = z[:, :, :h, :L].transpose(2, 3)
+        y[..., h:] = z[:, :, h:, 1:].transpose(2, 3)
+        return y.view(B, c_out, L * r)
 
 
 class AMPBlock(nn.Module):
@@ -162,7 +200,7 @@ class BigVGAN(nn.Module):
             # Stage i maps ch0 // 2**i channels to ch0 // 2**(i + 1) (floor division, as the released configs
             # are read; "twice the output" differs when ch0 is not divisible by 2**len(upsample_rates)).
             # A one-element list per stage: part of the released key names (`ups.{i}.0.*`).
-            self.ups.append(nn.ModuleList([legacy_weight_norm(nn.ConvTranspose1d(
+            self.ups.append(nn.ModuleList([legacy_weight_norm(PolyphaseConvTranspose1d(
                 ch0 // 2 ** i, ch0 // 2 ** (i + 1), kernel, rate, padding=(kernel - rate) // 2))]))
         for i in range(len(self.ups)):
             ch = ch0 // 2 ** (i + 1)

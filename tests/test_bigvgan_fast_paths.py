@@ -1,0 +1,72 @@
+"""BigVGAN's fast paths equal the direct definitions they replace: the phase-split anti-aliased activation (up 2x,
+SnakeBeta, low-pass + down 2x) and the polyphase transposed conv of the up-sampling layers."""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from modules.vocoders.bigvgan import AntiAliasedActivation, BigVGAN, PolyphaseConvTranspose1d, SnakeBeta
+from tiny import bigvgan_config
+
+
+def reference_activation(act: AntiAliasedActivation, x: torch.Tensor) -> torch.Tensor:
+    """The textbook form: replicate-pad, zero-stuff and filter with a transposed conv, crop, SnakeBeta on the
+    interleaved signal, replicate-pad, filter with stride 2."""
+    C, h, g = x.shape[1], act.upsample.filter, act.downsample.lowpass.filter
+    pad, K = h.shape[-1] // 2 - 1, h.shape[-1]
+    u = 2 * F.conv_transpose1d(F.pad(x, (pad, pad), mode="replicate"), h.expand(C, -1, -1), stride=2, groups=C)
+    u = u[..., 2 * pad + (K - 2) // 2: -(2 * pad + (K - 1) // 2)]
+    alpha, beta = act.act.alpha.exp()[None, :, None], act.act.beta.exp()[None, :, None]
+    v = u + torch.sin(alpha * u) ** 2 / (beta + 1e-9)
+    v = F.pad(v, (K // 2 - 1, K // 2), mode="replicate")
+    return F.conv1d(v, g.expand(C, -1, -1), stride=2, groups=C)
+
+
+@pytest.mark.parametrize("batch,channels,length", [(1, 3, 1), (1, 3, 2), (2, 5, 3), (1, 4, 6), (3, 8, 7),
+                                                   (2, 16, 64), (1, 6, 1001)])
+def test_phase_split_activation_equals_the_direct_form(batch, channels, length):
+    torch.manual_seed(length)
+    act = AntiAliasedActivation(SnakeBeta(channels))
+    with torch.no_grad():
+        act.act.alpha.normal_(0.0, 0.5)
+        act.act.beta.normal_(0.0, 0.5)
+        # a ramp plus noise: edges that differ from the interior, so a wrong edge column shows
+        x = torch.linspace(-3, 3, length) + torch.randn(batch, channels, length)
+        fast, direct = act(x), reference_activation(act, x)
+    assert fast.shape == (batch, channels, length)
+    torch.testing.assert_close(fast, direct, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("rate,length,batch,bias", [(8, 1, 1, True), (8, 9, 2, True), (4, 5, 1, False),
+                                                    (2, 2, 3, True), (2, 31, 1, True), (3, 5, 1, True)])
+def test_polyphase_transposed_conv_equals_torch(rate, length, batch, bias):
+    """Kernel 2r, padding r/2 as in BigVGAN's layers; r = 3 takes torch's own path."""
+    torch.manual_seed(rate * length)
+    kernel = 2 * rate
+    ref = nn.ConvTranspose1d(6, 4, kernel, rate, padding=(kernel - rate) // 2, bias=bias)
+    fast = PolyphaseConvTranspose1d(6, 4, kernel, rate, padding=(kernel - rate) // 2, bias=bias)
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(batch, 6, length)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), ref(x), atol=1e-6, rtol=1e-5)
+
+
+def test_activation_weights_follow_a_loaded_filter():
+    """The phase weights are derived from the `filter` buffers at every call: a changed buffer is used."""
+    act = AntiAliasedActivation(SnakeBeta(2))
+    x = torch.randn(1, 2, 20)
+    with torch.no_grad():
+        before = act(x)
+        act.upsample.filter.mul_(0.5)
+        after = act(x)
+        torch.testing.assert_close(after, reference_activation(act, x), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(before, after)
+
+
+def test_state_dict_keys_are_the_released_ones():
+    with torch.device("meta"):
+        model = BigVGAN(bigvgan_config("bigvgan_v2_22khz_80band_256x", upsample_initial_channel=128))
+    keys = set(model.state_dict())
+    assert {"ups.0.0.weight_g", "ups.0.0.weight_v", "ups.0.0.bias", "resblocks.0.activations.0.act.alpha",
+            "resblocks.0.activations.0.upsample.filter", "resblocks.0.activations.0.downsample.lowpass.filter",
+            "activation_post.act.beta"} <= keys

@@ -22,19 +22,43 @@ def reference_activation(act: AntiAliasedActivation, x: torch.Tensor) -> torch.T
     return F.conv1d(v, g.expand(C, -1, -1), stride=2, groups=C)
 
 
-@pytest.mark.parametrize("batch,channels,length", [(1, 3, 1), (1, 3, 2), (2, 5, 3), (1, 4, 6), (3, 8, 7),
-                                                   (2, 16, 64), (1, 6, 1001)])
-def test_phase_split_activation_equals_the_direct_form(batch, channels, length):
-    torch.manual_seed(length)
+def random_activation(channels: int, seed: int) -> AntiAliasedActivation:
+    torch.manual_seed(seed)
     act = AntiAliasedActivation(SnakeBeta(channels))
     with torch.no_grad():
         act.act.alpha.normal_(0.0, 0.5)
         act.act.beta.normal_(0.0, 0.5)
-        # a ramp plus noise: edges that differ from the interior, so a wrong edge column shows
-        x = torch.linspace(-3, 3, length) + torch.randn(batch, channels, length)
-        fast, direct = act(x), reference_activation(act, x)
-    assert fast.shape == (batch, channels, length)
-    torch.testing.assert_close(fast, direct, atol=1e-5, rtol=1e-5)
+    return act
+
+
+def ramp_input(batch: int, channels: int, length: int) -> torch.Tensor:
+    """A ramp plus noise: edges that differ from the interior, so a wrong edge column shows."""
+    return torch.linspace(-3, 3, length) + torch.randn(batch, channels, length)
+
+
+# tile sizes: whole tensor, several channel blocks, single channels cut into time pieces (a short last one)
+@pytest.mark.parametrize("tile", [1 << 18, 40, 7])
+@pytest.mark.parametrize("batch,channels,length", [(1, 3, 1), (1, 3, 2), (2, 5, 3), (1, 4, 6), (3, 8, 7),
+                                                   (2, 16, 64), (1, 6, 1001)])
+def test_phase_split_activation_equals_the_direct_form(batch, channels, length, tile):
+    act = random_activation(channels, length)
+    x = ramp_input(batch, channels, length)
+    with torch.no_grad():
+        direct = reference_activation(act, x)
+        tiled, grouped = act.tiled(x, tile), act.grouped_conv(x)
+    assert tiled.shape == grouped.shape == (batch, channels, length)
+    torch.testing.assert_close(tiled, direct, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grouped, direct, atol=1e-5, rtol=1e-5)
+
+
+def test_activation_takes_the_autograd_path_when_grad_is_recorded():
+    act = random_activation(4, 0)
+    x = ramp_input(1, 4, 50).requires_grad_()
+    out = act(x)  # grad mode: grouped convs, differentiable
+    out.sum().backward()
+    assert x.grad is not None and act.act.alpha.grad is not None
+    with torch.no_grad():
+        torch.testing.assert_close(out, act(x), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("rate,length,batch,bias", [(8, 1, 1, True), (8, 9, 2, True), (4, 5, 1, False),
@@ -58,9 +82,10 @@ def test_activation_weights_follow_a_loaded_filter():
     with torch.no_grad():
         before = act(x)
         act.upsample.filter.mul_(0.5)
-        after = act(x)
-        torch.testing.assert_close(after, reference_activation(act, x), atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(before, after)
+        act.downsample.lowpass.filter.mul_(1.5)
+        for path in (act.tiled, act.grouped_conv):
+            torch.testing.assert_close(path(x), reference_activation(act, x), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(before, act(x))
 
 
 def test_state_dict_keys_are_the_released_ones():

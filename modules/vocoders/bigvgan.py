@@ -58,6 +58,13 @@ class DownSample1d(nn.Module):
         self.lowpass = LowPassFilter1d(0.5 / ratio, 0.6 / ratio, ratio, kernel_size)
 
 
+def snake(x: torch.Tensor, alpha: torch.Tensor, inv_beta: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """x + sin^2(alpha x) * inv_beta (coefficients broadcast against x): four passes (mul, then sin, square and
+    the fused multiply-add in place), one temporary. `inplace` overwrites x (not while autograd records)."""
+    wave = (x * alpha).sin_().square_()
+    return x.addcmul_(wave, inv_beta) if inplace else torch.addcmul(x, wave, inv_beta)
+
+
 class SnakeBeta(nn.Module):
     """x + sin^2(alpha x) / beta, per channel (dim 1); alpha and beta stored as logs when `log_scale`."""
 
@@ -68,33 +75,52 @@ class SnakeBeta(nn.Module):
         self.alpha = nn.Parameter(init.clone())
         self.beta = nn.Parameter(init.clone())
 
-    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-        """x [B, C, ...]; with `inplace`, x is overwritten and returned."""
-        shape = (1, -1) + (1,) * (x.dim() - 2)
+    def coefficients(self, dims: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(alpha, 1 / beta), shaped [1, C, 1, ...] to broadcast against a `dims`-dimensional [B, C, ...]."""
+        shape = (1, -1) + (1,) * (dims - 2)
         alpha, beta = self.alpha.view(shape), self.beta.view(shape)
         if self.log_scale:
             alpha, beta = alpha.exp(), beta.exp()
-        # three passes over x (mul, sin, square in place, fused multiply-add), one temporary
-        wave = torch.sin(x * alpha).square_()
-        inv_beta = 1.0 / (beta + 1e-9)
-        return x.addcmul_(wave, inv_beta) if inplace else torch.addcmul(x, wave, inv_beta)
+        return alpha, 1.0 / (beta + 1e-9)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return snake(x, *self.coefficients(x.dim()))
+
+
+def shifted_sum_(out: torch.Tensor, x: torch.Tensor, taps: list[float], accumulate: bool = False) -> None:
+    """out (+)= sum_t taps[t] * x[..., t: t + L], L = out.shape[-1]: a FIR filter as one multiply-add pass per
+    nonzero tap, written into `out` (any strides)."""
+    length = out.shape[-1]
+    for t, tap in enumerate(taps):
+        if tap == 0.0:
+            continue
+        if accumulate:
+            out.add_(x[..., t: t + length], alpha=tap)
+        else:
+            torch.mul(x[..., t: t + length], tap, out=out)
+            accumulate = True
 
 
 class AntiAliasedActivation(nn.Module):
     """Upsample 2x, apply the periodic activation, low-pass and downsample 2x (limits aliasing).
 
     Computed in phase-split form. With x [B, C, T], the 2x up-sampled signal u (length 2T) is held as its even
-    and odd phases e[i] = u[2i], o[i] = u[2i+1]: one grouped conv gives both from the replicate-padded x.
-    The activation is elementwise, so it runs on the phases. The stride-2 low-pass of the replicate-padded u,
-    out[i] = sum_k g[k] u[clamp(2i + k - 5)], splits into a 6-tap filter over e and one over o, so the down
-    path is one grouped conv with two input channels (e, o) per output channel. Replicate padding of u reads,
-    per phase, u's first sample e[0] before the start and its last sample o[T-1] after the end; those few
-    edge columns are written in place. Nothing is interleaved, cropped or re-padded.
+    and odd phases e[i] = u[2i], o[i] = u[2i+1], both 7-tap filters of the replicate-padded x. The activation
+    is elementwise, so it runs on the phases. The stride-2 low-pass of the replicate-padded u,
+    out[i] = sum_k g[k] u[clamp(2i + k - 5)], splits into a filter over e plus one over o. Replicate padding of
+    u reads, per phase, u's first sample e[0] before the start and its last sample o[T-1] after the end; those
+    few edge columns are written in place. Nothing is interleaved, cropped or re-padded.
+
+    On the CPU the filters run as shifted multiply-adds over tiles of about TILE_ELEMENTS (channels x time,
+    each with its 6-sample halo), so that a tile's phases stay in cache from the up filter through the
+    activation to the down filter; this is several times faster than oneDNN's grouped convolutions for these
+    shapes. Elsewhere, or when autograd records, they run as two grouped convolutions over the whole tensor.
     """
 
     PAD = 3  # edge columns per side of each phase: the phase filters below span offsets -3..+3
+    TILE_ELEMENTS = 1 << 18
 
-    def __init__(self, act: nn.Module):
+    def __init__(self, act: SnakeBeta):
         super().__init__()
         self.act = act
         self.upsample = UpSample1d(2, 12)
@@ -122,16 +148,60 @@ class AntiAliasedActivation(nn.Module):
         return up.to(dtype).contiguous(), down.to(dtype).contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # the tiled path writes into preallocated outputs, which autograd cannot follow
+        if x.device.type == "cpu" and not torch.is_grad_enabled():
+            return self.tiled(x)
+        return self.grouped_conv(x)
+
+    @staticmethod
+    def replicate_edges_(phases: torch.Tensor, start: int, length: int) -> None:
+        """phases [B, C, 2, n]: the columns start .. start + n - 1 of the phases padded by PAD (u has 2 * length
+        samples). Columns before u's start become e[0] (column PAD), those after its end o[T-1] (column
+        PAD + T - 1), in both phases."""
+        pad, n = AntiAliasedActivation.PAD, phases.shape[-1]
+        before = pad - start                     # local columns [0, before) lie before u's start
+        if before > 0:
+            phases[..., :before] = phases[:, :, :1, before: before + 1]
+        after = start + n - (pad + length)       # the last `after` local columns lie past u's end
+        if after > 0:
+            phases[..., n - after:] = phases[:, :, 1:, n - after - 1: n - after]
+
+    def grouped_conv(self, x: torch.Tensor) -> torch.Tensor:
         B, C, T = x.shape
         pad = self.PAD
         up, down = self.phase_weights(C, x.dtype)
         # x padded by 2 * pad, so the up conv also yields `pad` (overwritten) edge columns per side
         x = F.pad(x, (2 * pad, 2 * pad), mode="replicate")                   # [B, C, T + 12]
         phases = F.conv1d(x, up, groups=C).view(B, C, 2, T + 2 * pad)        # [B, C, (e, o), T + 6]
-        phases[..., :pad] = phases[:, :, :1, pad: pad + 1]                   # u[clamp(n < 0)] = e[0]
-        phases[..., T + pad:] = phases[:, :, 1:, T + pad - 1: T + pad]       # u[clamp(n >= 2T)] = o[T-1]
-        self.act(phases, inplace=True)
+        self.replicate_edges_(phases, 0, T)
+        phases = snake(phases, *self.act.coefficients(4), inplace=not torch.is_grad_enabled())
         return F.conv1d(phases.view(B, 2 * C, -1), down, groups=C)           # [B, C, T]
+
+    def tiled(self, x: torch.Tensor, tile_elements: int | None = None) -> torch.Tensor:
+        B, C, T = x.shape
+        pad, tile = self.PAD, tile_elements or self.TILE_ELEMENTS
+        up, down = self.phase_weights(C, x.dtype)
+        up_even, up_odd, down_even, down_odd = up[0, 0].tolist(), up[1, 0].tolist(), *down[0].tolist()
+        alpha, inv_beta = self.act.coefficients(4)
+        x = F.pad(x, (2 * pad, 2 * pad), mode="replicate")                   # [B, C, T + 12]
+        out = x.new_empty(B, C, T)
+        channels = max(1, min(C, tile // (B * T)))
+        length = max(1, min(T, tile // (B * channels)))
+        for c0 in range(0, C, channels):
+            c1 = min(C, c0 + channels)
+            for i0 in range(0, T, length):
+                i1 = min(T, i0 + length)
+                # output [i0, i1) needs phase columns [i0, i1 + 2 pad) and x columns [i0, i1 + 4 pad)
+                source = x[:, c0:c1, i0: i1 + 4 * pad]
+                phases = x.new_empty(B, c1 - c0, 2, i1 - i0 + 2 * pad)
+                shifted_sum_(phases[:, :, 0], source, up_even)
+                shifted_sum_(phases[:, :, 1], source, up_odd)
+                self.replicate_edges_(phases, i0, T)
+                snake(phases, alpha[:, c0:c1], inv_beta[:, c0:c1], inplace=True)
+                target = out[:, c0:c1, i0:i1]
+                shifted_sum_(target, phases[:, :, 0], down_even)
+                shifted_sum_(target, phases[:, :, 1], down_odd, accumulate=True)
+        return out
 
 
 class PolyphaseConvTranspose1d(nn.ConvTranspose1d):
@@ -177,7 +247,8 @@ class AMPBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, (c1, c2) in enumerate(zip(self.convs1, self.convs2)):
-            x = x + c2(self.activations[2 * i + 1](c1(self.activations[2 * i](x))))
+            # the residual added in place into the fresh conv output (same sum, one allocation less)
+            x = c2(self.activations[2 * i + 1](c1(self.activations[2 * i](x)))).add_(x)
         return x
 
 

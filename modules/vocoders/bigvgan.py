@@ -183,7 +183,6 @@ class AntiAliasedActivation(nn.Module):
         up, down = self.phase_weights(C, x.dtype)
         up_even, up_odd, down_even, down_odd = up[0, 0].tolist(), up[1, 0].tolist(), *down[0].tolist()
         alpha, inv_beta = self.act.coefficients(4)
-        x = F.pad(x, (2 * pad, 2 * pad), mode="replicate")                   # [B, C, T + 12]
         out = x.new_empty(B, C, T)
         channels = max(1, min(C, tile // (B * T)))
         length = max(1, min(T, tile // (B * channels)))
@@ -191,8 +190,12 @@ class AntiAliasedActivation(nn.Module):
             c1 = min(C, c0 + channels)
             for i0 in range(0, T, length):
                 i1 = min(T, i0 + length)
-                # output [i0, i1) needs phase columns [i0, i1 + 2 pad) and x columns [i0, i1 + 4 pad)
-                source = x[:, c0:c1, i0: i1 + 4 * pad]
+                # output [i0, i1) needs phase columns [i0, i1 + 2 pad) of the phases padded by pad, and so
+                # the samples [i0 - 2 pad, i1 + 2 pad) of x, replicate-padded where they pass its ends
+                lo, hi = max(0, i0 - 2 * pad), min(T, i1 + 2 * pad)
+                source = x[:, c0:c1, lo:hi]
+                if hi - lo < i1 - i0 + 4 * pad:
+                    source = F.pad(source, (lo - (i0 - 2 * pad), i1 + 2 * pad - hi), mode="replicate")
                 phases = x.new_empty(B, c1 - c0, 2, i1 - i0 + 2 * pad)
                 shifted_sum_(phases[:, :, 0], source, up_even)
                 shifted_sum_(phases[:, :, 1], source, up_odd)

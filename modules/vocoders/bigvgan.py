@@ -118,7 +118,7 @@ class AntiAliasedActivation(nn.Module):
     """
 
     PAD = 3  # edge columns per side of each phase: the phase filters below span offsets -3..+3
-    TILE_ELEMENTS = 1 << 18
+    TILE_ELEMENTS = 1 << 19
 
     def __init__(self, act: SnakeBeta):
         super().__init__()

@@ -24,8 +24,8 @@ from modules.atomic_io import atomic_write, ensure_writable_folder, remove_stale
 from modules.checkpoint import FINAL_CHECKPOINT_NAME, checkpoint_name, load_model, read_checkpoint, run_directory
 from modules.config import ConfigError, MelParams, load_config
 from modules.devices import pick_device
+from modules.frontends import build_frontends
 from modules.model import PARTS
-from modules.pipeline import build_frontends
 from modules.training.data import ClipDataset, DataPosition, EpochSchedule, collate, find_audio_files, scan_dataset
 from modules.training.feature_cache import FeatureCache, frontend_identity
 from modules.training.metrics import MetricsLog, plot_loss_curve

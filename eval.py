@@ -20,13 +20,11 @@ from pathlib import Path
 
 from inference import collect_sources, plan_outputs, write_wav
 from modules.arguments import str2bool
-from modules.audio import AudioError
-from modules.checkpoint import CheckpointError
-from modules.config import ConfigError
+from modules.errors import UserError
 from modules.evaluation import (
     METRICS,
+    EvaluationError,
     Evaluator,
-    MetricUnavailableError,
     build_items,
     in_folder,
     parse_metrics,
@@ -35,8 +33,7 @@ from modules.evaluation import (
 )
 from modules.evaluation.conversion import convert_all
 from modules.evaluation.report import write_outputs
-from modules.hub import AssetUnavailableError
-from modules.pipeline import ConversionError, build_converter, default_preset
+from modules.pipeline import build_converter, default_preset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -84,15 +81,15 @@ def main(argv: list[str] | None = None) -> int:
                              args.auto_f0_adjust, args.seed)
         names = {plan_outputs([Path("s.wav")], Path("r.wav"), s, Path("."))[0][0].output for s in grid.values()}
         if len(names) < len(grid):
-            raise ValueError("settings that differ only in pitch shift or auto F0 give the same inference.py file "
+            raise EvaluationError("settings that differ only in pitch shift or auto F0 give the same inference.py file "
                              "names; evaluate one pitch shift per --converted folder")
         transcripts = read_transcripts(args.transcripts) if args.transcripts else {}
         sources, references = collect_sources(args.source), collect_sources(args.reference)
         for role, files, spec in (("source", sources, args.source), ("reference", references, args.reference)):
             if not files:
-                raise ValueError(f"no {role} audio files found in {' '.join(spec)}")
+                raise EvaluationError(f"no {role} audio files found in {' '.join(spec)}")
         if not args.convert and not converted_dir.is_dir():
-            raise ValueError(f"converted folder {converted_dir} does not exist; pass --converted DIR or --convert")
+            raise EvaluationError(f"converted folder {converted_dir} does not exist; pass --converted DIR or --convert")
         evaluator = Evaluator(metrics, device=args.device, f0_extractor=args.f0_extractor, f0_weights=args.f0_model,
                               wavlm_repo=args.wavlm_model)
         failures = []
@@ -105,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                                     lambda path, wave, rate: write_wav(path, wave, rate, overwrite=True))
         items = build_items(sources, references, grid, where, transcripts, baseline=not args.no_baseline)
         result = evaluator.evaluate(items)
-    except (MetricUnavailableError, ConversionError, ConfigError, CheckpointError, AssetUnavailableError,
-            AudioError, ValueError) as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     result.failures[:0] = failures

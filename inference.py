@@ -23,7 +23,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from modules.arguments import add_model_arguments, str2bool
-from modules.atomic_io import atomic_write, ensure_writable_folder
+from modules.atomic_io import atomic_write, ensure_writable_folder, removed_if_left_empty
 from modules.audio import AUDIO_EXTENSIONS
 from modules.config import ConfigError
 from modules.errors import UserError
@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="use the singing (F0-conditioned, 44.1 kHz) model when no --config is given")
     p.add_argument("--auto-f0-adjust", type=str2bool, default=False)
     p.add_argument("--semi-tone-shift", type=int, default=0)
-    p.add_argument("--seed", type=int, default=None, help="seed for the sampler noise (reproducible output)")
+    p.add_argument("--seed", type=int, default=None, help="seed for the sampler noise (reproducible output; negative or absent: random)")
     add_model_arguments(p, config_help="model config (.yml)", max_duration=None)
     p.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="DiT and content-encoder precision (default: fp16 on CUDA with --fp16, else fp32); "
@@ -117,12 +117,18 @@ def write_wav(path: Path, wave, sample_rate: int, overwrite: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    settings = ConversionSettings(diffusion_steps=args.diffusion_steps, length_adjust=args.length_adjust,
-                                  inference_cfg_rate=args.inference_cfg_rate, auto_f0_adjust=args.auto_f0_adjust,
-                                  semitone_shift=args.semi_tone_shift, seed=args.seed)
+    with removed_if_left_empty(args.output):   # a run that writes nothing leaves no new folder behind
+        return convert_files(args)
+
+
+def convert_files(args: argparse.Namespace) -> int:
     reference = Path(args.target)
     try:
-        settings.validate()
+        # The same parse and ranges as the apps' (modules/pipeline.py: ConversionSettings).
+        settings = ConversionSettings.parse(
+            diffusion_steps=args.diffusion_steps, length_adjust=args.length_adjust,
+            inference_cfg_rate=args.inference_cfg_rate, auto_f0_adjust=args.auto_f0_adjust,
+            semitone_shift=args.semi_tone_shift, seed=args.seed)
         if args.checkpoint and not args.config:
             raise ConfigError("--checkpoint needs the --config it was trained with")
         sources = collect_sources(args.source)

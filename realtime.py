@@ -15,13 +15,12 @@ import logging
 import sys
 
 from modules.arguments import add_model_arguments
-from modules.audio import load_audio
+from modules.audio import FRONTEND_RATE, load_audio
 from modules.config import ConfigError, preset_path
 from modules.errors import UserError
 from modules.live import LiveEngine, LiveSettings
 from modules.live_devices import import_sounddevice, run_devices
 from modules.pipeline import (
-    FRONTEND_RATE,
     REFERENCE_MIN_SECONDS,
     ConversionError,
     build_converter,

@@ -13,6 +13,7 @@ arguments, config, dataset or checkpoint.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 
@@ -23,27 +24,31 @@ from modules.training.trainer import Trainer, TrainingOptions
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Every TrainingOptions field has its flag, with the dataclass's default (they are written once, there)."""
+    o = TrainingOptions
     p = argparse.ArgumentParser(description="Fine-tune Seed-VC v1 (resumes automatically).")
     p.add_argument("--config", default=str(preset_path("config_dit_mel_seed_uvit_xlsr_tiny.yml")),
                    help="model config (.yml); default: the real-time xlsr_tiny preset, as the original")
-    p.add_argument("--pretrained-ckpt", default=None,
+    p.add_argument("--pretrained-ckpt", default=o.pretrained_ckpt,
                    help="checkpoint to start from (default: the official one the config names)")
     p.add_argument("--dataset-dir", default=None, help="folder of audio, searched recursively "
                    "(wav, flac, mp3, ogg, opus, m4a; clips of 1-30 s)")
-    p.add_argument("--run-name", default="my_run", help="run directory under the config's log_dir")
-    p.add_argument("--batch-size", type=int, default=2, help="clips per step (per process)")
-    p.add_argument("--max-steps", type=int, default=1000, help="total steps of the run, resumes included")
-    p.add_argument("--max-epochs", type=int, default=1000, help="total epochs of the run, resumes included")
-    p.add_argument("--save-every", type=int, default=500, help="write a checkpoint every N steps")
-    p.add_argument("--num-workers", type=int, default=0, help="data-loading worker processes")
-    p.add_argument("--keep-checkpoints", type=int, default=2, help="training checkpoints to keep (newest)")
-    p.add_argument("--seed", type=int, default=None, help="seed of a new run (a resumed run keeps its own)")
-    p.add_argument("--lr", type=float, default=1e-5, help="AdamW learning rate")
-    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no",
+    p.add_argument("--run-name", default=o.run_name, help="run directory under the config's log_dir")
+    p.add_argument("--batch-size", type=int, default=o.batch_size, help="clips per step (per process)")
+    p.add_argument("--max-steps", type=int, default=o.max_steps, help="total steps of the run, resumes included")
+    p.add_argument("--max-epochs", type=int, default=o.max_epochs, help="total epochs of the run, resumes included")
+    p.add_argument("--save-every", type=int, default=o.save_every, help="write a checkpoint every N steps")
+    p.add_argument("--num-workers", type=int, default=o.num_workers, help="data-loading worker processes")
+    p.add_argument("--keep-checkpoints", type=int, default=o.keep_checkpoints,
+                   help="training checkpoints to keep (newest)")
+    p.add_argument("--seed", type=int, default=o.seed, help="seed of a new run (a resumed run keeps its own)")
+    p.add_argument("--lr", type=float, default=o.lr, help="AdamW learning rate")
+    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=o.mixed_precision,
                    help="autocast for the trained parts (fp16 needs CUDA)")
-    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
-    p.add_argument("--no-feature-cache", action="store_true",
+    p.add_argument("--device", default=o.device, help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--no-progress", dest="show_progress", action="store_false", default=o.show_progress,
+                   help="no progress bars (logs only)")
+    p.add_argument("--no-feature-cache", dest="feature_cache", action="store_false", default=o.feature_cache,
                    help="recompute the frozen front-end features at every step instead of caching them per clip "
                         "in <run dir>/feature_cache")
     p.add_argument("--export", metavar="CHECKPOINT", default=None,
@@ -61,13 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.dataset_dir:
             raise ConfigError("--dataset-dir is required: a folder of audio clips of the target voice")
-        options = TrainingOptions(
-            config=args.config, dataset_dir=args.dataset_dir, run_name=args.run_name,
-            pretrained_ckpt=args.pretrained_ckpt, batch_size=args.batch_size, max_steps=args.max_steps,
-            max_epochs=args.max_epochs, save_every=args.save_every, num_workers=args.num_workers,
-            keep_checkpoints=args.keep_checkpoints, seed=args.seed, lr=args.lr,
-            mixed_precision=args.mixed_precision, device=args.device, show_progress=not args.no_progress,
-            feature_cache=not args.no_feature_cache)
+        options = TrainingOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingOptions)})
         summary = Trainer(options).run()
     except UserError as e:   # setup: arguments, config, dataset, checkpoint, run directory
         print(f"error: {e}", file=sys.stderr)

@@ -65,7 +65,7 @@ def vocoder(config: dict, device: str):
 
 def rmvpe(device: str):
     from modules.f0.rmvpe import E2E, RMVPE
-    return RMVPE(E2E(4, 1, (2, 2)).eval(), device)
+    return RMVPE(E2E(4, 1, (2, 2)).to(device))
 
 
 def campplus(device: str):

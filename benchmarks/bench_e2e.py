@@ -81,17 +81,19 @@ def build_random_converter(preset: str, device: str, timings: dict, fp16: bool =
     seconds to `timings` (content, style, f0). Returns (converter, seconds to build). bench_live.py uses it."""
     import torch
 
-    from modules.config import load_config, preset_path
+    from modules.config import ModelConfig, load_config, preset_path
+    from modules.frontends import Frontends
     from modules.model import build_model
-    from modules.pipeline import F0_THRESHOLD, CampplusStyle, Frontends, ThresholdedF0, VoiceConverter
+    from modules.pipeline import VoiceConverter
+    from modules.style_encoder import StyleEncoder
 
     torch.manual_seed(0)
     t0 = time.perf_counter()
     config = load_config(preset_path(preset))
     mp = config["model_params"]
-    f0 = ThresholdedF0(_models.rmvpe(device), F0_THRESHOLD) if mp["length_regulator"].get("f0_condition") else None
+    f0 = _models.rmvpe(device) if ModelConfig.from_config(config).f0_condition else None
     frontends = Frontends(content=_models.content_encoder(mp["speech_tokenizer"]["type"], device, fp16),
-                          style=CampplusStyle(_models.campplus(device)), vocoder=_models.vocoder(config, device),
+                          style=StyleEncoder(_models.campplus(device)), vocoder=_models.vocoder(config, device),
                           f0=f0)
     # The engine moves the DiT to the device and checks every front-end is there; then the timers go on.
     engine = VoiceConverter(config, build_model(config), frontends, device=device, fp16=fp16)

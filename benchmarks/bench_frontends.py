@@ -58,8 +58,8 @@ def main() -> None:
     parts = [("content: whisper-small encoder", lambda: whisper(wave16)),
              ("content: xls-r-300m (12 layers)", lambda: xlsr(wave16)),
              ("style: CAM++ (fbank + model)", lambda: style_embedding(campplus, wave16)),
-             ("F0: RMVPE", lambda: rmvpe.extract(wave16)),
-             ("F0: FCPE", lambda: fcpe.extract(wave16))]
+             ("F0: RMVPE", lambda: rmvpe(wave16)),
+             ("F0: FCPE", lambda: fcpe(wave16))]
     rows = [(name, *timed(fn, dev)) for name, fn in parts]
     for rate in (22050, 44100):
         h = _models.bigvgan_config(rate)

@@ -62,7 +62,9 @@ def run(config: Path, data: Path, steps: int, batch_size: int, device: str, name
     command = [sys.executable, str(ROOT / "train.py"), "--config", str(config), "--dataset-dir", str(data),
                "--run-name", name, "--max-steps", str(steps), "--save-every", str(10 ** 6), "--batch-size",
                str(batch_size), "--seed", "0", "--device", device, "--no-progress"]
-    proc = subprocess.Popen(command, env=dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1"),
+    # The caller's PYTHONPATH stays behind ROOT: under tests/fake_device.py it carries the simulated device.
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    proc = subprocess.Popen(command, env=dict(os.environ, PYTHONPATH=path, HF_HUB_OFFLINE="1"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     stderr = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)

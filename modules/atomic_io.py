@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 from modules.errors import UserError
 
@@ -61,6 +62,24 @@ def ensure_writable_folder(folder: str | Path, what: str) -> Path:
         raise UnwritableError(f"{what} {folder} cannot be written ({reason}): choose a folder you can write to") \
             from None
     return folder
+
+
+@contextmanager
+def removed_if_left_empty(folder: str | Path) -> Iterator[None]:
+    """Around a run that may create `folder` (and missing parents): those of them that did not exist before and
+    are still empty afterwards are removed, so a run that wrote nothing leaves nothing behind."""
+    created, path = [], Path(folder).absolute()
+    while not path.exists() and path != path.parent:
+        created.append(path)    # deepest first
+        path = path.parent
+    try:
+        yield
+    finally:
+        for path in created:
+            try:
+                path.rmdir()     # only if empty
+            except OSError:
+                break
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None],

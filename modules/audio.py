@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from modules.config import MelParams
 from modules.errors import UserError
 
+# Every frozen front-end (content encoders, CAM++, RMVPE, FCPE) takes 16 kHz mono audio.
+FRONTEND_RATE = 16000
 SILENCE_PEAK = 1e-4  # a file whose loudest sample is below this (-80 dBFS) is treated as silent
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
 

@@ -16,9 +16,9 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
+from modules.audio import FRONTEND_RATE
 from modules.config import CONTENT_ENCODER_TYPES
 
-SAMPLE_RATE = 16000
 FRAME_RATE = 50                  # feature frames per second (hop 320 at 16 kHz)
 WINDOW_SECONDS = 30
 OVERLAP_SECONDS = 5
@@ -46,20 +46,20 @@ class ContentEncoder(nn.Module):
         audio = [wave_16k.detach().float().cpu().numpy()]
         if self.kind == "whisper":
             with torch.autocast("cpu", enabled=False):  # the log-mel stays fp32 under a caller's bf16 autocast
-                inputs = self.feature_extractor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt",
+                inputs = self.feature_extractor(audio, sampling_rate=FRONTEND_RATE, return_tensors="pt",
                                                 return_attention_mask=True)
             # The log-mel covers a zero-padded 30 s window; keep the frames that cover the audio.
             features = self.model._mask_input_features(inputs.input_features, attention_mask=inputs.attention_mask)
             hidden = self.model.encoder(features.to(self.device, self.dtype), head_mask=None,
                                         return_dict=True).last_hidden_state
             return hidden.float()[:, : wave_16k.shape[-1] // 320 + 1]
-        inputs = self.feature_extractor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt",
+        inputs = self.feature_extractor(audio, sampling_rate=FRONTEND_RATE, return_tensors="pt",
                                         return_attention_mask=True, padding=True)
         return self.model(inputs.input_values.to(self.device, self.dtype)).last_hidden_state.float()
 
     def forward(self, wave_16k: torch.Tensor) -> torch.Tensor:
         wave_16k = wave_16k.reshape(-1)
-        window, overlap = SAMPLE_RATE * WINDOW_SECONDS, SAMPLE_RATE * OVERLAP_SECONDS
+        window, overlap = FRONTEND_RATE * WINDOW_SECONDS, FRONTEND_RATE * OVERLAP_SECONDS
         if wave_16k.shape[-1] <= window:
             return self.encode_window(wave_16k)
         # First window: 30 s. Each later one: the last 5 s of the previous window + the next 25 s, whose first

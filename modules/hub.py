@@ -37,7 +37,7 @@ from huggingface_hub import constants, hf_hub_download, hf_hub_url, try_to_load_
 from huggingface_hub.errors import HFValidationError, RemoteEntryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
-from modules.config import ConfigError, get, load_config
+from modules.config import ConfigError, ModelConfig, get, load_config
 from modules.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -341,7 +341,7 @@ def resolve_assets(config: str | Path | Mapping[str, Any], checkpoint: str | Pat
                    cache_dir: str | Path = CHECKPOINTS_DIR) -> ResolvedAssets:
     """Every file a config needs for inference, local or fetched (F0 model only for F0-conditioned configs)."""
     cfg, _ = _as_config(config)
-    needs_f0 = bool(get(cfg, "model_params.length_regulator.f0_condition", False))
+    needs_f0 = ModelConfig.from_config(cfg).f0_condition
     return ResolvedAssets(
         dit_checkpoint=resolve_dit_checkpoint(config, checkpoint, cache_dir=cache_dir),
         content_encoder=resolve_content_encoder(cfg, cache_dir=cache_dir),

@@ -19,37 +19,31 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from modules import hub
-from modules.audio import AudioError, load_audio, mel_spectrogram, n_mel_frames
+from modules.audio import FRONTEND_RATE, AudioError, load_audio, mel_spectrogram, n_mel_frames
 from modules.checkpoint import load_model, run_directory, select_run_checkpoint
 from modules.chunking import ChunkAssembler, ChunkPlan
-from modules.config import MelParams, load_config, preset_path
-from modules.content_encoder import load_content_encoder
-from modules.devices import pick_device, same_device, synchronize
+from modules.config import MelParams, ModelConfig, load_config, preset_path
+from modules.devices import pick_device, synchronize
 from modules.errors import UserError
-from modules.f0 import load_f0_extractor
+from modules.frontends import Frontends, build_frontends
 from modules.model import SeedVCModel
 from modules.precision import autocast_dtype, compile_module
 from modules.resample import resample
-from modules.style_encoder import CAMPPlus, load_campplus, style_embedding
-from modules.vocoders import load_vocoder
 
 log = logging.getLogger(__name__)
 
-FRONTEND_RATE = 16000          # content encoders, CAM++ and F0 extractors all take 16 kHz audio
 REFERENCE_MAX_SECONDS = 25.0   # longer references are clipped, as in the original
 REFERENCE_MIN_SECONDS = 1.0
 # Only this much of a reference file is decoded: the clip plus a margin, so resampling treats the clip's end
 # as it would in the whole file.
 REFERENCE_DECODE_SECONDS = REFERENCE_MAX_SECONDS + 1.0
 SOURCE_MIN_SECONDS = 0.1       # above one F0 analysis window (1024 samples at 16 kHz); shorter has no frames
-F0_THRESHOLD = 0.03
 LIVE_VOCODER_MARGIN_FRAMES = 8  # mel frames vocoded either side of a live window's kept span
 
 Progress = Callable[[float, str], None]   # (fraction done in [0, 1], what is happening)
@@ -111,74 +105,6 @@ class ConversionSettings:
         return self
 
 
-class ContentEncoder(Protocol):
-    def __call__(self, wave_16k: torch.Tensor) -> torch.Tensor: ...          # [N] -> [1, T, D]
-
-
-class StyleEncoder(Protocol):
-    def __call__(self, wave_16k: torch.Tensor) -> torch.Tensor: ...          # [N] -> [1, 192]
-
-
-class F0Extractor(Protocol):
-    def __call__(self, wave_16k: torch.Tensor) -> np.ndarray: ...            # [N] -> [N // 160 + 1] Hz, float64
-
-
-class Vocoder(Protocol):                                                    # [1, n_mels, T] -> [1, 1, T * hop]
-    def __call__(self, mel: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
-
-
-class CampplusStyle:
-    """CAM++ behind the StyleEncoder interface."""
-
-    def __init__(self, model: CAMPPlus):
-        self.model = model
-
-    def __call__(self, wave_16k: torch.Tensor) -> torch.Tensor:
-        return style_embedding(self.model, wave_16k)
-
-
-class ThresholdedF0:
-    """An F0 extractor (RMVPE, FCPE) at a fixed voicing threshold, behind the F0Extractor interface."""
-
-    def __init__(self, extractor, threshold: float | None):
-        self.extractor, self.threshold = extractor, threshold
-        self.model = extractor.model
-
-    def __call__(self, wave_16k: torch.Tensor) -> np.ndarray:
-        return self.extractor.extract(wave_16k, threshold=self.threshold)
-
-
-FRONTEND_NAMES = {"content": "content encoder", "style": "style encoder", "f0": "F0 extractor", "vocoder": "vocoder"}
-
-
-@dataclass
-class Frontends:
-    content: ContentEncoder
-    style: StyleEncoder
-    vocoder: Vocoder | None     # None when built for training
-    f0: F0Extractor | None = None
-
-    def modules(self) -> dict[str, nn.Module]:
-        """The torch module behind each front-end, by role: the front-end itself or its `.model`. Plain
-        callables (a lambda in a test) have none and are left out."""
-        found = {}
-        for role in FRONTEND_NAMES:
-            part = getattr(self, role)
-            module = part if isinstance(part, nn.Module) else getattr(part, "model", None)
-            if isinstance(module, nn.Module):
-                found[role] = module
-        return found
-
-    def check_device(self, device: torch.device) -> None:
-        """Raise ConversionError naming the first front-end with a weight that is not on `device`."""
-        for role, module in self.modules().items():
-            for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
-                if not same_device(tensor.device, device):
-                    raise ConversionError(
-                        f"the {FRONTEND_NAMES[role]} is on {tensor.device} ({name}) but the converter runs on "
-                        f"{device}: build the front-ends for {device} (build_frontends(config, device))")
-
-
 @dataclass
 class ReferenceFeatures:
     style: torch.Tensor             # [1, 192]
@@ -232,11 +158,13 @@ class VoiceConverter:
         self.config = config
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        frontends.check_device(self.device)
+        misplaced = frontends.misplaced(self.device)
+        if misplaced:
+            raise ConversionError(misplaced)
         self.frontends = frontends
         self.mel_params = MelParams.from_config(config)
         self.sample_rate = self.mel_params.sampling_rate
-        self.f0_condition = bool(config["model_params"]["length_regulator"].get("f0_condition", False))
+        self.f0_condition = ModelConfig.from_config(config).f0_condition
         if self.f0_condition and frontends.f0 is None:
             raise ConversionError("this model is F0-conditioned but no F0 extractor was given")
         # The DiT and the content encoder run under autocast in this dtype (None: fp32). By default fp16 on CUDA
@@ -441,24 +369,6 @@ def default_preset(f0_condition: bool) -> Path:
     return preset_path(PRESET_SINGING if f0_condition else PRESET_SPEECH)
 
 
-def build_frontends(cfg: dict, device: torch.device, *, f0_extractor: str | None = None,
-                    vocoder: bool = True, fp16: bool = True) -> tuple[Frontends, str | None]:
-    """The frozen models around the DiT, from a loaded config: content encoder, CAM++, the F0 extractor (F0
-    models only) and the vocoder (training passes vocoder=False), all on `device`. fp16=False keeps the content
-    encoder in fp32 on CUDA too. Returns them with the F0 extractor's kind."""
-    content = load_content_encoder(cfg["model_params"]["speech_tokenizer"], hub.resolve_content_encoder(cfg), device,
-                                   fp16=fp16)
-    style = CampplusStyle(load_campplus(hub.resolve_campplus(cfg), device))
-    f0, f0_kind = None, None
-    if cfg["model_params"]["length_regulator"].get("f0_condition", False):
-        f0_kind = hub.f0_extractor_type(cfg, f0_extractor)
-        extractor = load_f0_extractor(f0_kind, hub.resolve_f0_model(cfg, f0_kind), device)
-        f0 = ThresholdedF0(extractor, F0_THRESHOLD if f0_kind == "rmvpe" else None)  # FCPE keeps its own
-    return Frontends(content=content, style=style,
-                     vocoder=load_vocoder(cfg, hub.resolve_vocoder(cfg), device) if vocoder else None,
-                     f0=f0), f0_kind
-
-
 def build_converter(config: str | Path | None = None, *, checkpoint: str | Path | None = None,
                     run_name: str | None = None, run_dir: str | Path | None = None, device: str | None = None,
                     fp16: bool = True, f0_extractor: str | None = None, max_source_seconds: float | None = None,
@@ -483,7 +393,7 @@ def build_converter(config: str | Path | None = None, *, checkpoint: str | Path 
     if config is None:
         raise ConversionError("no config given")
     cfg = load_config(config)
-    f0_condition = bool(cfg["model_params"]["length_regulator"].get("f0_condition", False))
+    f0_condition = ModelConfig.from_config(cfg).f0_condition
     if require_f0 is not None and require_f0 != f0_condition:
         wanted = "an F0-conditioned (singing)" if require_f0 else "a speech (not F0-conditioned)"
         raise ConversionError(f"{Path(str(config)).name} is not {wanted} model: its length_regulator.f0_condition "

@@ -18,9 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from modules.audio import FRONTEND_RATE
 from modules.weights import load_state_strict, read_weights
 
-SAMPLE_RATE = 16000
 N_MELS = 80
 EMBEDDING_DIM = 192
 
@@ -62,7 +62,7 @@ def _povey_window(length: int, device: torch.device, dtype: torch.dtype) -> torc
     return torch.hann_window(length, periodic=False, device=device, dtype=dtype).pow(0.85)
 
 
-def kaldi_fbank(wave: torch.Tensor, sample_rate: int = SAMPLE_RATE, n_mels: int = N_MELS) -> torch.Tensor:
+def kaldi_fbank(wave: torch.Tensor, sample_rate: int = FRONTEND_RATE, n_mels: int = N_MELS) -> torch.Tensor:
     """Log mel filterbank energies, numerically like torchaudio.compliance.kaldi.fbank(wave, num_mel_bins=n_mels,
     dither=0, sample_frequency=sample_rate) with every other option at its default.
 
@@ -309,6 +309,17 @@ def load_campplus(weights: str | Path | Mapping[str, torch.Tensor],
     source = "<state dict>" if isinstance(weights, Mapping) else str(weights)
     load_state_strict(model, state, "CAMPPlus(80, 192)", source)
     return model.to(device).eval()
+
+
+class StyleEncoder(nn.Module):
+    """The style front-end: 16 kHz clip [N] -> CAM++ speaker style [1, 192] (see style_embedding)."""
+
+    def __init__(self, model: CAMPPlus):
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, wave_16k: torch.Tensor) -> torch.Tensor:
+        return style_embedding(self.model, wave_16k)
 
 
 @torch.no_grad()

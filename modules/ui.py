@@ -44,7 +44,7 @@ from modules import zerogpu
 from modules.arguments import add_model_arguments
 from modules.atomic_io import ensure_writable_folder
 from modules.checkpoint import FINAL_CHECKPOINT_NAME, run_config, runs_root, training_checkpoints
-from modules.config import get, load_config
+from modules.config import ModelConfig, load_config
 from modules.errors import UserError
 from modules.evaluation.app import evaluate_tab
 from modules.live_ui import LiveService, live_tab
@@ -108,7 +108,7 @@ class ModelRegistry:
         """A run is offered only by the app of its kind: F0 controls mean nothing to a speech model."""
         config = run_config(run)
         try:
-            f0 = bool(get(load_config(config), "model_params.length_regulator.f0_condition", False)) if config else None
+            f0 = ModelConfig.from_config(load_config(config)).f0_condition if config else None
         except UserError as e:
             log.warning("run %s not offered: %s", run.name, e)
             return False
@@ -195,16 +195,16 @@ class Engine:
                 f"of at most {longest:.0f} s at {steps} steps, or fewer diffusion steps.")
 
     def stream(self, source: str | None, reference: str | None, model: str | None, f0_extractor: str | None,
-               settings: ConversionSettings, progress: Callable | None = None) -> Iterator:
-        """Yields the sample rate, then the pieces of the result."""
+               settings: ConversionSettings, progress: Callable | None = None) -> tuple[int, Iterator[np.ndarray]]:
+        """Checks and decodes the inputs now (raising ConversionError or AudioError), then returns the result's
+        sample rate and its pieces, each converted as it is read."""
         converter = self.check(source, reference, model, f0_extractor, settings)
         # Decoded here, outside any GPU slot: the budget is set from the decoded length, and decoding needs no GPU.
         source_wave, reference_wave = converter._wave(source, "source"), converter._wave(reference, "reference")
         if self.in_space:
             self.check_gpu_budget(source_wave.size / converter.sample_rate, settings)
-        yield converter.sample_rate
-        yield from self._run(model, f0_extractor, source_wave, reference_wave, settings,
-                             None if self.in_space else progress)
+        return converter.sample_rate, self._run(model, f0_extractor, source_wave, reference_wave, settings,
+                                                None if self.in_space else progress)
 
     def write(self, wave: np.ndarray, sample_rate: int, stem: str) -> str:
         self.prune()
@@ -215,15 +215,27 @@ class Engine:
             self._written.append((time.time(), Path(path)))
         return path
 
+    def new_folder(self, stem: str) -> Path:
+        """A fresh folder for a result made of several files (an evaluation's table, CSV, JSON and plot), pruned
+        like the single files."""
+        self.prune()
+        path = Path(tempfile.mkdtemp(prefix=f"{stem}_", dir=self.output_dir))
+        with self._written_lock:
+            self._written.append((time.time(), path))
+        return path
+
     def prune(self, max_age_s: float = OUTPUT_MAX_AGE_S) -> None:
-        """Drop this process's results older than max_age_s (Gradio has copied them into its own cache by then);
-        nothing else in the folder is ever touched."""
+        """Drop this process's results (files and folders) older than max_age_s (Gradio has copied them into its
+        own cache by then); nothing else in the folder is ever touched."""
         cutoff = time.time() - max_age_s
         with self._written_lock:
             old = [path for when, path in self._written if when < cutoff]
             self._written = [(when, path) for when, path in self._written if when >= cutoff]
         for path in old:
-            path.unlink(missing_ok=True)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def wav_bytes(wave: np.ndarray, sample_rate: int) -> bytes:
@@ -344,18 +356,16 @@ def build_demo(registry: ModelRegistry, kind: AppKind, output_dir: Path, concurr
                 progress(fraction, desc=text)
         return report
 
-    def pieces(source, reference, model, values: dict, progress) -> Iterator:
+    def pieces(source, reference, model, values: dict, progress) -> tuple[int, Iterator[np.ndarray]]:
         settings, f0_extractor = settings_from(values)
         return engine.stream(source, reference, model, f0_extractor, settings, reporter(progress))
 
     def convert(source, reference, model, progress=None, **values):
-        stream = pieces(source, reference, model, values, progress)
-        sample_rate = next(stream)
+        sample_rate, stream = pieces(source, reference, model, values, progress)
         return engine.write(np.concatenate(list(stream)), sample_rate, "converted")
 
     def convert_stream(source, reference, model, progress=None, **values):
-        stream = pieces(source, reference, model, values, progress)
-        sample_rate = next(stream)
+        sample_rate, stream = pieces(source, reference, model, values, progress)
         done = []
         for piece in stream:
             done.append(piece)
@@ -378,8 +388,7 @@ def build_demo(registry: ModelRegistry, kind: AppKind, output_dir: Path, concurr
             name = Path(path).name
             reporter(progress)(index / len(sources), f"{index + 1}/{len(sources)}: {name}")
             try:
-                stream = engine.stream(path, reference_wave, model, f0_extractor, settings, reporter(None))
-                sample_rate = next(stream)
+                sample_rate, stream = engine.stream(path, reference_wave, model, f0_extractor, settings, reporter(None))
                 outputs.append(engine.write(np.concatenate(list(stream)), sample_rate, f"vc_{Path(name).stem}"))
                 rows.append([name, "ok", Path(outputs[-1]).name])
             except UserError as e:

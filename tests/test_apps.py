@@ -434,6 +434,22 @@ def test_output_dir_holds_only_what_the_app_wrote(svc, servers):
             urllib.request.urlopen(f"{servers['svc'].url}gradio_api/file={user_folder / name}", timeout=30)
 
 
+def test_result_folders_are_pruned_like_result_files(tmp_path):
+    """An evaluation's folder (table, CSV, JSON, plot) ages out with the single results; nothing else goes."""
+    from modules.ui import Engine
+    engine = Engine(registry=None, output_dir=tmp_path)
+    users = engine.output_dir / "users_own_file.txt"
+    users.write_text("keep me")
+    folder = engine.new_folder("evaluation")
+    (folder / "summary.json").write_text("{}")
+    result = Path(engine.write(np.zeros(1600, np.float32), 16000, "converted"))
+    engine.prune()                       # younger than the age limit: kept
+    assert folder.is_dir() and result.is_file()
+    engine.prune(max_age_s=-1)           # all of this process's results are now "old"
+    assert not folder.exists() and not result.exists()
+    assert users.read_text() == "keep me"
+
+
 def peak_rss_mb(pid: int) -> float:
     """The process's peak resident set (VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -20,12 +20,12 @@ from device_models import (
 )
 from fake_device import SimTensor, simulated_device
 
+from modules.frontends import build_frontends
 from modules.pipeline import (
     ConversionError,
     ConversionSettings,
     VoiceConverter,
     build_converter,
-    build_frontends,
 )
 
 DEVICES = ("cuda", "mps")

@@ -50,7 +50,7 @@ def praat_f0(wave_16k: np.ndarray, n_frames: int) -> np.ndarray:
 
 @needs_fixture
 def test_fcpe_tracks_singing_like_praat(fcpe, singing_16k):
-    f0 = fcpe.extract(singing_16k)
+    f0 = fcpe(singing_16k)
     assert f0.dtype == np.float64 and f0.shape == (len(singing_16k) // 160 + 1,)
     reference = praat_f0(singing_16k, len(f0))
     both = (f0 > 0) & (reference > 0)
@@ -62,18 +62,18 @@ def test_fcpe_tracks_singing_like_praat(fcpe, singing_16k):
 
 def test_fcpe_output_contract(fcpe, speech_16k):
     clip = speech_16k[: 16000 + 37]
-    f0 = fcpe.extract(torch.from_numpy(clip))  # tensors are accepted too
+    f0 = fcpe(torch.from_numpy(clip))  # tensors are accepted too
     assert f0.shape == (101,) and f0.dtype == np.float64
     # a higher voicing threshold can only unvoice frames, never change the voiced values
-    strict = fcpe.extract(clip, threshold=0.5)
+    strict = fcpe.with_threshold(0.5)(clip)
     kept = strict > 0
     assert kept.sum() < (f0 > 0).sum()
     np.testing.assert_array_equal(strict[kept], f0[kept])
-    assert not fcpe.extract(np.zeros(4000, dtype=np.float32)).any(), "digital silence must come out unvoiced"
+    assert not fcpe(np.zeros(4000, dtype=np.float32)).any(), "digital silence must come out unvoiced"
     with pytest.raises(ValueError, match="at least"):
-        fcpe.extract(clip[:500])
+        fcpe(clip[:500])
     with pytest.raises(ValueError, match="mono"):
-        fcpe.extract(np.zeros((2, 4000), dtype=np.float32))
+        fcpe(np.zeros((2, 4000), dtype=np.float32))
 
 
 def test_factory_rejects_unknown_kind_and_missing_rmvpe_path():

@@ -137,6 +137,20 @@ def test_a_too_short_source_is_named(tmp_path):
     assert "F0 extraction" not in proc.stderr and "samples" not in failure
 
 
+def test_a_run_that_writes_nothing_leaves_no_new_folder(tmp_path):
+    blip = tmp_path / "blip.wav"
+    sf.write(blip, sf.read(AUDIO / "s3p1.wav", dtype="float32")[0][:334], 24000)
+    new = tmp_path / "new" / "out"
+    assert run_cli("--source", blip, "--output", new, *tiny_args(tmp_path)).returncode == 1
+    assert not (tmp_path / "new").exists()
+    proc = run_cli("--source", AUDIO / "s3p1.wav", "--target", AUDIO / "s1p1.wav", cwd=tmp_path)  # offline hub
+    assert proc.returncode == 2 and not (tmp_path / "reconstructed").exists(), proc.stderr
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    assert run_cli("--source", blip, "--output", mine, *tiny_args(tmp_path)).returncode == 1
+    assert mine.is_dir(), "a folder that existed before is the user's: never removed"
+
+
 def test_source_and_target_are_required(tmp_path):
     for args in ((), ("--source", AUDIO / "s3p1.wav"), ("--target", AUDIO / "s1p1.wav")):
         proc = run_cli(*args, cwd=tmp_path)

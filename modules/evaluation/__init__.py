@@ -9,10 +9,10 @@
   report.py           means with 95 % intervals, the table, per-utterance CSV, JSON summary, PNG plot
   app.py              the web apps' "Evaluate" tab and its /evaluate endpoint
 """
-from modules.evaluation.common import MetricUnavailableError, ModelCard
+from modules.evaluation.common import EvaluationError, MetricUnavailableError, ModelCard
 from modules.evaluation.pairing import SOURCE_BASELINE, Item, build_items, in_folder, read_transcripts, settings_grid
 from modules.evaluation.runner import DEFAULT_METRICS, METRICS, EvaluationResult, Evaluator, parse_metrics
 
-__all__ = ["DEFAULT_METRICS", "METRICS", "SOURCE_BASELINE", "EvaluationResult", "Evaluator", "Item",
+__all__ = ["DEFAULT_METRICS", "METRICS", "SOURCE_BASELINE", "EvaluationError", "EvaluationResult", "Evaluator", "Item",
            "MetricUnavailableError", "ModelCard", "build_items", "in_folder", "parse_metrics", "read_transcripts",
            "settings_grid"]

@@ -11,13 +11,13 @@ The metric models load on the first call and stay loaded.
 """
 from __future__ import annotations
 
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from modules.errors import UserError
 from modules.evaluation.pairing import build_items, parse_transcripts, settings_grid
 from modules.evaluation.report import HEADERS, table_rows, write_outputs
 from modules.evaluation.runner import Evaluator, parse_metrics
@@ -84,10 +84,9 @@ class EvaluationService:
         for index, (label, settings, source) in enumerate(jobs):
             report(0.6 * index / len(jobs), f"converting {index + 1}/{len(jobs)}: {source.name} ({label})")
             try:
-                stream = self.engine.stream(str(source), reference, model, None, settings)
-                rate = next(stream)
+                rate, stream = self.engine.stream(str(source), reference, model, None, settings)
                 converted[(label, source)] = (np.concatenate(list(stream)), rate)
-            except (ConversionError, ValueError, OSError, RuntimeError) as e:
+            except UserError as e:
                 if index == 0 and not converted:
                     raise   # the first conversion failing is a problem with the request itself
                 failures.append((f"{label}: {source.name}", str(e)))
@@ -97,7 +96,7 @@ class EvaluationService:
         result = self.evaluator(metrics).evaluate(
             items, progress=lambda f, text: report(0.6 + 0.4 * f, text), show_bar=False)
         result.failures[:0] = failures
-        folder = Path(tempfile.mkdtemp(prefix="evaluation_", dir=self.engine.output_dir))
+        folder = self.engine.new_folder("evaluation")
         outputs = write_outputs(folder, result, {"settings": {k: vars(v) for k, v in grid.items()}})
         headers = ["setting", "n"] + [HEADERS[c][0] for c in result.columns]
         return {"headers": headers, "rows": table_rows(outputs["summary"], result.columns), "png": str(outputs["png"]),
@@ -119,7 +118,7 @@ def evaluate_tab(engine, kind, gpu: dict):
         try:
             out = service.run(sources, reference, model, steps_grid, length_adjust, cfg_grid, auto_f0_adjust,
                               semitone_shift, seed, transcripts, metrics, lambda f, text: progress(f, desc=text))
-        except (ConversionError, ValueError, OSError, RuntimeError) as e:
+        except UserError as e:   # anything else is a bug: named_endpoint logs it and shows a generic message
             raise gr.Error(str(e), title="Cannot evaluate") from None
         return pd.DataFrame(out["rows"], columns=out["headers"]), out["png"], out["csv"], out["json"]
 

@@ -6,11 +6,17 @@ from importlib import metadata
 
 import torch
 
+from modules.errors import UserError
+
 EVAL_RATE = 16000   # every metric model here takes 16 kHz mono audio
 
 
-class MetricUnavailableError(RuntimeError):
+class MetricUnavailableError(UserError, RuntimeError):
     """A metric's model cannot be loaded (a missing package, or an offline hub); the message says what to do."""
+
+
+class EvaluationError(UserError, ValueError):
+    """An evaluation request cannot be carried out (a bad grid, metric name or transcripts file)."""
 
 
 @dataclass(frozen=True)

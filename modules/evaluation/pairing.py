@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from modules.evaluation.common import EvaluationError
 from modules.pipeline import ConversionSettings
 
 # inference.py's plan_outputs(sources, reference, settings, folder) -> ([job with .source, .output], notes)
@@ -53,7 +54,7 @@ def settings_grid(diffusion_steps: Sequence[int], inference_cfg_rate: Sequence[f
             "inference_cfg_rate": list(dict.fromkeys(inference_cfg_rate)),
             "length_adjust": list(dict.fromkeys(length_adjust)), "semitone_shift": list(dict.fromkeys(semitone_shift))}
     if any(not values for values in axes.values()):
-        raise ValueError("every setting of the grid needs at least one value")
+        raise EvaluationError("every setting of the grid needs at least one value")
     varying = [k for k, values in axes.items() if len(values) > 1]
     grid = {}
     for values in itertools.product(*axes.values()):
@@ -69,7 +70,7 @@ def read_transcripts(path: str | Path) -> dict[str, str]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"transcripts file {path} cannot be read: {e}") from e
+        raise EvaluationError(f"transcripts file {path} cannot be read: {e}") from e
     return parse_transcripts(text, f"transcripts file {path}")
 
 
@@ -82,9 +83,9 @@ def parse_transcripts(text: str, origin: str = "transcripts", separators: str = 
         cut = min((i for i in (line.find(c) for c in separators) if i >= 0), default=-1)
         key, text_part = (line[:cut].strip(), line[cut + 1:].strip()) if cut >= 0 else ("", "")
         if not key:
-            raise ValueError(f"{origin}, line {number}: expected 'id<TAB>transcript', got {line!r}")
+            raise EvaluationError(f"{origin}, line {number}: expected 'id<TAB>transcript', got {line!r}")
         if key in transcripts:
-            raise ValueError(f"{origin}, line {number}: id {key!r} appears twice")
+            raise EvaluationError(f"{origin}, line {number}: id {key!r} appears twice")
         transcripts[key] = text_part
     return transcripts
 

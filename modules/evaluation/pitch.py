@@ -14,7 +14,7 @@ import torch
 
 from modules.evaluation.common import ModelCard, package_version
 from modules.f0 import load_f0_extractor
-from modules.pipeline import F0_THRESHOLD, shift_source_f0
+from modules.pipeline import shift_source_f0
 
 VOICED_HZ = 1.0   # the engine's voicing rule: f0 > 1 Hz
 
@@ -23,15 +23,14 @@ class F0Metrics:
     name = "f0"
 
     def __init__(self, kind: str = "fcpe", weights: str | Path | None = None, device: torch.device | str = "cpu"):
-        self.extractor = load_f0_extractor(kind, weights, device)
-        self.threshold = F0_THRESHOLD if kind == "rmvpe" else None   # as the engine uses each extractor
+        self.extractor = load_f0_extractor(kind, weights, device)   # at its default threshold, as the engine
         origin = "torchfcpe wheel fcpe_c_v001.pt" if kind == "fcpe" and weights is None else Path(str(weights)).name
         self.card = ModelCard("F0", f"{kind.upper()} F0 (this project's modules/f0), voiced in both, "
                                     "Pearson r on Hz, RMSE in cents",
                               f"{package_version('torchfcpe') if kind == 'fcpe' else 'rmvpe'}, {origin}")
 
     def f0(self, wave_16k: np.ndarray) -> np.ndarray:
-        return self.extractor.extract(np.asarray(wave_16k, dtype=np.float32), threshold=self.threshold)
+        return self.extractor(np.asarray(wave_16k, dtype=np.float32))
 
     @staticmethod
     def compare(f0_source: np.ndarray, f0_converted: np.ndarray, f0_reference: np.ndarray | None = None,

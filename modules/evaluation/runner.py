@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from modules.audio import AudioError, load_audio
-from modules.evaluation.common import EVAL_RATE, MetricUnavailableError
+from modules.evaluation.common import EVAL_RATE, EvaluationError, MetricUnavailableError
 from modules.evaluation.pairing import SOURCE_BASELINE, Item
 from modules.evaluation.speaker import NoSpeechError
 from modules.pipeline import pick_device
@@ -44,7 +44,7 @@ def parse_metrics(spec: str | Sequence[str]) -> list[str]:
     names = [m.strip().lower() for m in (spec.split(",") if isinstance(spec, str) else spec) if m.strip()]
     unknown = [m for m in names if m not in METRICS]
     if unknown or not names:
-        raise ValueError(f"unknown metric(s) {unknown or spec!r}; choose from {', '.join(METRICS)}")
+        raise EvaluationError(f"unknown metric(s) {unknown or spec!r}; choose from {', '.join(METRICS)}")
     return list(dict.fromkeys(names))
 
 
@@ -84,7 +84,7 @@ class Evaluator:
             elif name == "f0":
                 self._models[name] = pitch.F0Metrics(self.f0_extractor, self.f0_weights, self.device)
             else:
-                raise ValueError(f"unknown metric {name!r}")
+                raise EvaluationError(f"unknown metric {name!r}")
         return self._models[name]
 
     def cards(self) -> list[dict]:

@@ -2,7 +2,7 @@
 
     extractor = load_f0_extractor("rmvpe", "checkpoints/rmvpe.pt", device)   # what Seed-VC v1 uses
     extractor = load_f0_extractor("fcpe")        # weights from the torchfcpe wheel: works offline
-    f0 = extractor.extract(wave_16k)             # float64 [N // 160 + 1] Hz, 0 = unvoiced
+    f0 = extractor(wave_16k)                     # float64 [N // 160 + 1] Hz, 0 = unvoiced
 
 Both give the same frame grid (100 frames/s on 16 kHz input).
 """
@@ -22,16 +22,17 @@ __all__ = ["F0_KINDS", "F0Extractor", "F0WeightsError", "FCPE", "RMVPE", "load_f
            "load_rmvpe", "n_f0_frames"]
 
 
-def load_f0_extractor(kind: str, weights_path: str | Path | None = None,
-                      device: torch.device | str = "cpu") -> F0Extractor:
+def load_f0_extractor(kind: str, weights_path: str | Path | None = None, device: torch.device | str = "cpu",
+                      threshold: float | None = None) -> F0Extractor:
     """An F0 extractor by name. "rmvpe" needs the local path of `rmvpe.pt`; "fcpe" defaults to the weights
-    bundled in the installed torchfcpe wheel. Unknown kinds raise ValueError naming the allowed ones."""
+    bundled in the installed torchfcpe wheel. `threshold` is the voicing threshold (None: the tracker's own default,
+    which for RMVPE is the 0.03 Seed-VC uses). Unknown kinds raise ValueError naming the allowed ones."""
     kind = kind.lower() if isinstance(kind, str) else kind
     if kind == "rmvpe":
         if weights_path is None:
             raise ValueError("the RMVPE extractor needs weights_path, the local path of rmvpe.pt "
                              "(lj1995/VoiceConversionWebUI on the Hugging Face hub)")
-        return load_rmvpe(weights_path, device)
+        return load_rmvpe(weights_path, device, threshold)
     if kind == "fcpe":
-        return load_fcpe(weights_path, device)
+        return load_fcpe(weights_path, device, threshold)
     raise ValueError(f"unknown F0 extractor {kind!r}; choose one of {', '.join(F0_KINDS)}")

@@ -19,14 +19,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from modules.audio import mel_spectrogram
+from modules.audio import FRONTEND_RATE, mel_spectrogram
 from modules.config import MelParams
-from modules.f0.common import HOP_LENGTH, SAMPLE_RATE, F0WeightsError, as_wave, load_strict, n_f0_frames, read_weights
+from modules.f0.common import HOP_LENGTH, F0Extractor, F0WeightsError, as_wave, load_strict, n_f0_frames, read_weights
 from modules.weight_norm import fold_weight_norm, legacy_weight_norm
 
 BUNDLED_FILE = "assets/fcpe_c_v001.pt"  # inside the installed torchfcpe package
 DEFAULT_THRESHOLD = 0.006               # torchfcpe's own inference default
-MEL = MelParams(sampling_rate=SAMPLE_RATE, n_fft=1024, win_length=1024, hop_length=HOP_LENGTH,
+MEL = MelParams(sampling_rate=FRONTEND_RATE, n_fft=1024, win_length=1024, hop_length=HOP_LENGTH,
                 n_mels=128, fmin=0.0, fmax=8000.0)
 
 
@@ -149,20 +149,18 @@ def salience_to_f0(salience: np.ndarray, cent_table: np.ndarray, threshold: floa
     return np.where(voiced, 10.0 * 2.0 ** (cents / 1200.0), 0.0)
 
 
-class FCPE:
-    """FCPE weights + front end + decoding behind the common `extract` interface."""
+class FCPE(F0Extractor):
+    """FCPE network + its log-mel front end + decoding (see F0Extractor)."""
 
     name = "fcpe"
     default_threshold = DEFAULT_THRESHOLD
 
-    def __init__(self, model: FCPENet, device: torch.device | str = "cpu"):
-        self.device = torch.device(device)
+    def __init__(self, model: FCPENet, threshold: float | None = None):
+        super().__init__(model, threshold)
         self.cent_table = model.cent_table.detach().cpu().double().numpy()  # float64 decoding, on the CPU
-        self.model = model.to(self.device).eval()
 
     @torch.no_grad()
     def mel(self, wave_16k: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """[N] -> log-mel [128, N // 160 + 1]."""
         wave = as_wave(wave_16k, self.device)
         mel = mel_spectrogram(wave[None], MEL)[0]  # [128, N // 160]: the uncentred framing is one frame short
         n_frames = n_f0_frames(wave.numel())
@@ -170,16 +168,14 @@ class FCPE:
 
     @torch.no_grad()
     def salience(self, mel: torch.Tensor) -> torch.Tensor:
-        """Log-mel [128, T] -> salience [T, 360]."""
         return self.model(mel.to(self.device, torch.float32)[None])[0]
 
-    def extract(self, wave_16k: np.ndarray | torch.Tensor, threshold: float | None = None) -> np.ndarray:
-        """16 kHz wave [N] -> f0 in Hz, float64 [N // 160 + 1], 0 where unvoiced."""
-        salience = self.salience(self.mel(wave_16k)).float().cpu().numpy()
-        return salience_to_f0(salience, self.cent_table, self.default_threshold if threshold is None else threshold)
+    def decode(self, salience: np.ndarray) -> np.ndarray:
+        return salience_to_f0(salience, self.cent_table, self.threshold)
 
 
-def load_fcpe(weights: str | Path | Mapping | None = None, device: torch.device | str = "cpu") -> FCPE:
+def load_fcpe(weights: str | Path | Mapping | None = None, device: torch.device | str = "cpu",
+              threshold: float | None = None) -> FCPE:
     """FCPE from the torchfcpe checkpoint ({'model': state dict, 'config_dict': ...}) or a bare state dict;
     None means the file bundled in the installed torchfcpe wheel. Strict: raises F0WeightsError on any mismatch."""
     if weights is None:
@@ -193,4 +189,4 @@ def load_fcpe(weights: str | Path | Mapping | None = None, device: torch.device 
                              f"got type={config.get('type')!r}, conv_only={config.get('conv_only')!r}")
     model = FCPENet()
     load_strict(model, state, "FCPE (conv-only CFNaiveMelPE, 512 x 6)", source)
-    return FCPE(fold_weight_norm(model), device)
+    return FCPE(fold_weight_norm(model).to(device), threshold)

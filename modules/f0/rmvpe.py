@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from modules.f0.common import HOP_LENGTH, SAMPLE_RATE, as_wave, load_strict, read_weights
+from modules.audio import FRONTEND_RATE
+from modules.f0.common import HOP_LENGTH, F0Extractor, as_wave, load_strict, read_weights
 
 N_MELS = 128
 N_FFT = 1024
@@ -36,7 +37,7 @@ DEFAULT_THRESHOLD = 0.03           # what Seed-VC passes as `thred`
 
 @lru_cache(maxsize=4)
 def _htk_mel_basis(device: torch.device) -> torch.Tensor:
-    basis = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=MEL_FMIN, fmax=MEL_FMAX, htk=True)
+    basis = librosa.filters.mel(sr=FRONTEND_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=MEL_FMIN, fmax=MEL_FMAX, htk=True)
     return torch.from_numpy(basis).float().to(device)  # [128, 513]
 
 
@@ -230,39 +231,33 @@ def salience_to_f0(salience: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -
 # Extractor
 
 
-class RMVPE:
-    """RMVPE weights + front end + decoding behind the common `extract` interface."""
+class RMVPE(F0Extractor):
+    """RMVPE network + its log-mel front end + decoding (see F0Extractor)."""
 
     name = "rmvpe"
     default_threshold = DEFAULT_THRESHOLD
 
-    def __init__(self, model: E2E, device: torch.device | str = "cpu"):
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-
     @torch.no_grad()
     def mel(self, wave_16k: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """[N] -> log-mel [128, N // 160 + 1]."""
         return rmvpe_mel(as_wave(wave_16k, self.device))
 
     @torch.no_grad()
     def salience(self, mel: torch.Tensor) -> torch.Tensor:
-        """Log-mel [128, T] -> salience [T, 360]; the mel is zero-padded on the right to a multiple of 32 frames."""
+        """The mel is zero-padded on the right to a multiple of 32 frames, and the padding's frames dropped."""
         n_frames = mel.shape[-1]
         n_pad = -n_frames % TIME_MULTIPLE
         mel = F.pad(mel.to(self.device, torch.float32), (0, n_pad))
         return self.model(mel[None])[0, :n_frames]
 
-    def extract(self, wave_16k: np.ndarray | torch.Tensor, threshold: float | None = None) -> np.ndarray:
-        """16 kHz wave [N] -> f0 in Hz, float64 [N // 160 + 1], 0 where unvoiced."""
-        salience = self.salience(self.mel(wave_16k)).float().cpu().numpy()
-        return salience_to_f0(salience, self.default_threshold if threshold is None else threshold)
+    def decode(self, salience: np.ndarray) -> np.ndarray:
+        return salience_to_f0(salience, self.threshold)
 
 
-def load_rmvpe(weights: str | Path | Mapping[str, torch.Tensor], device: torch.device | str = "cpu") -> RMVPE:
+def load_rmvpe(weights: str | Path | Mapping[str, torch.Tensor], device: torch.device | str = "cpu",
+               threshold: float | None = None) -> RMVPE:
     """RMVPE from `rmvpe.pt` (or a state dict of the same layout); strict, raises F0WeightsError on any mismatch."""
     state = weights if isinstance(weights, Mapping) else read_weights(weights)
     source = "<state dict>" if isinstance(weights, Mapping) else str(weights)
     model = E2E(4, 1, (2, 2))
     load_strict(model, state, "RMVPE E2E(4, 1, (2, 2))", source)
-    return RMVPE(model, device)
+    return RMVPE(model.to(device), threshold)

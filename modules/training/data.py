@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -93,18 +95,30 @@ def scan_dataset(dataset_dir: str | Path, sample_rate: int, show_progress: bool 
     return report
 
 
+@dataclass(frozen=True)
+class DataPosition:
+    epoch: int = 0
+    batch: int = 0       # batches of this epoch already consumed
+
+
+class BatchPlan(NamedTuple):
+    """One element of the loader's sampler: the clips of this process's share of a batch, and where the run
+    stands once that batch is trained on. The position travels with the batch, so a loader that prefetches
+    (num_workers > 0) still hands the training loop the right one."""
+    indices: list[int]
+    next_position: DataPosition
+
+
 class ClipDataset(torch.utils.data.Dataset):
-    """item i -> (wave [N] float32 at the config rate, log-mel [n_mels, T]); None if the file went bad since
-    the scan (the batch then simply has one item fewer)."""
+    """plan -> Batch of its clips: waves at the config rate and their log-mels. A clip that went bad since the
+    scan is skipped with a warning (the batch then simply has one item fewer)."""
 
     def __init__(self, files: list[Path], mel_params: MelParams):
         self.files = files
         self.mel_params = mel_params
 
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def clip(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(wave [N] float32, log-mel [n_mels, T]), or None if the file cannot be read."""
         try:
             wave = load_audio(self.files[index], self.mel_params.sampling_rate, role="training clip")
         except AudioError as e:
@@ -113,6 +127,9 @@ class ClipDataset(torch.utils.data.Dataset):
         wave = torch.from_numpy(wave)
         return wave, mel_spectrogram(wave[None], self.mel_params)[0]
 
+    def __getitem__(self, plan: BatchPlan) -> Batch:
+        return collate([self.clip(i) for i in plan.indices], plan.next_position)
+
 
 @dataclass
 class Batch:
@@ -120,9 +137,10 @@ class Batch:
     wave_lengths: torch.Tensor  # [B]
     mels: torch.Tensor          # [B, n_mels, T] padded with MEL_PAD_VALUE
     mel_lengths: torch.Tensor   # [B]
+    next_position: DataPosition  # the data position after this batch (BatchPlan)
 
 
-def collate(items: list[tuple[torch.Tensor, torch.Tensor] | None]) -> Batch:
+def collate(items: list[tuple[torch.Tensor, torch.Tensor] | None], next_position: DataPosition) -> Batch:
     """Longest first, as the original sorts; pads waves with 0 and mels with MEL_PAD_VALUE."""
     items = sorted((it for it in items if it is not None), key=lambda it: it[1].shape[-1], reverse=True)
     if not items:
@@ -135,13 +153,7 @@ def collate(items: list[tuple[torch.Tensor, torch.Tensor] | None]) -> Batch:
         waves[i, : w.shape[-1]] = w
         mels[i, :, : m.shape[-1]] = m
     return Batch(waves, torch.tensor([w.shape[-1] for w, _ in items]), mels,
-                 torch.tensor([m.shape[-1] for _, m in items]))
-
-
-@dataclass(frozen=True)
-class DataPosition:
-    epoch: int = 0
-    batch: int = 0       # batches of this epoch already consumed
+                 torch.tensor([m.shape[-1] for _, m in items]), next_position)
 
 
 class EpochSchedule:
@@ -176,8 +188,27 @@ class EpochSchedule:
             return DataPosition(position.epoch + 1, 0)
         return DataPosition(position.epoch, position.batch + 1)
 
-    def batches_from(self, position: DataPosition):
-        """Index lists from `position` on, forever (the trainer decides when to stop)."""
+    def batches_from(self, position: DataPosition) -> Iterator[BatchPlan]:
+        """The plans of the batches from `position` on, forever (the trainer decides when to stop). The only
+        place a run's position moves: the training loop takes it from each batch."""
         while True:
-            yield self.indices(position)
-            position = self.advance(position)
+            following = self.advance(position)
+            yield BatchPlan(self.indices(position), following)
+            position = following
+
+
+def _as_is(batch: Batch) -> Batch:
+    return batch
+
+
+def load_batches(files: list[Path], mel_params: MelParams, schedule: EpochSchedule, position: DataPosition,
+                 num_workers: int = 0) -> Iterator[Batch]:
+    """The batches of this process from `position` on, each carrying the position after it, loaded by
+    `num_workers` worker processes (0: in this one)."""
+    # batch_size=None: each sampler element (a plan) is already a whole batch. The loader's own generator:
+    # creating it must not draw from the global RNG, or a resumed run's random stream would be one draw off
+    # from the uninterrupted one.
+    loader = torch.utils.data.DataLoader(ClipDataset(files, mel_params), sampler=schedule.batches_from(position),
+                                         batch_size=None, collate_fn=_as_is, num_workers=num_workers,
+                                         generator=torch.Generator().manual_seed(0))
+    return iter(loader)

@@ -25,6 +25,7 @@ import torch
 
 from modules import hub
 from modules.atomic_io import atomic_write, remove_stale_temporaries
+from modules.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def frontend_identity(cfg: Mapping[str, Any], device: torch.device | str, sample
     mp = cfg["model_params"]
     files = [hub.resolve_content_encoder(cfg), hub.resolve_campplus(cfg)]
     f0 = None
-    if mp["length_regulator"].get("f0_condition", False):
+    if ModelConfig.from_config(cfg).f0_condition:
         f0 = hub.f0_extractor_type(cfg)
         path = hub.resolve_f0_model(cfg, f0)
         if path is None:   # FCPE's weights from the torchfcpe wheel

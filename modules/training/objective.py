@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from modules.pipeline import FRONTEND_RATE, Frontends
+from modules.audio import FRONTEND_RATE
+from modules.frontends import Frontends
 from modules.resample import resample
 from modules.training.data import Batch
 from modules.training.feature_cache import FeatureCache, clip_hash

@@ -11,7 +11,6 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,23 +20,23 @@ from tqdm import tqdm
 
 from modules import hub
 from modules.atomic_io import atomic_write, ensure_writable_folder, remove_stale_temporaries
-from modules.checkpoint import FINAL_CHECKPOINT_NAME, checkpoint_name, load_model, read_checkpoint, run_directory
+from modules.checkpoint import FINAL_CHECKPOINT_NAME, load_model, read_checkpoint, run_directory
 from modules.config import ConfigError, MelParams, load_config
 from modules.devices import pick_device
-from modules.model import PARTS
-from modules.pipeline import build_frontends
-from modules.training.data import ClipDataset, DataPosition, EpochSchedule, collate, find_audio_files, scan_dataset
+from modules.frontends import build_frontends
+from modules.model import SeedVCModel
+from modules.training.data import EpochSchedule, find_audio_files, load_batches, scan_dataset
 from modules.training.feature_cache import FeatureCache, frontend_identity
 from modules.training.metrics import MetricsLog, plot_loss_curve
 from modules.training.objective import Augmentation, FlowMatchingLoss, draw_prompt_lengths, frozen_features
 from modules.training.state import (
+    TrainState,
     capture_rng,
     config_differences,
     export_inference_checkpoint,
     find_resume_point,
     prune_checkpoints,
-    restore_rng,
-    save_checkpoint,
+    trained_weights,
 )
 
 log = logging.getLogger(__name__)
@@ -45,7 +44,6 @@ log = logging.getLogger(__name__)
 # Test hook: seconds to wait between a checkpoint's durable temporary file and its rename, so a test can
 # SIGKILL the process mid-save. Never set it in real use.
 SAVE_DELAY_ENV = "SEEDVC_TEST_SAVE_DELAY"
-LOSS_SMOOTHING = 0.99   # the running average shown in the progress bar, as the original prints
 GRAD_CLIP = 10.0        # max gradient norm, for cfm and length_regulator separately
 BETAS, EPS, WEIGHT_DECAY, LR_GAMMA = (0.9, 0.98), 1e-6, 0.01, 0.999996
 
@@ -134,8 +132,8 @@ class Trainer:
             broadcast_object_list(objects, from_process=0)
         return objects
 
-    def _check_resumable(self, path: Path, state: dict) -> None:
-        saved = state.get("config")
+    def _check_resumable(self, path: Path, checkpoint: dict) -> None:
+        saved = TrainState.saved_config(checkpoint)
         if saved is None:   # a checkpoint written by the original project: compare with the run's config copy
             copy = self.run_dir / self.config_path.name
             saved = load_config(copy) if copy.exists() else None
@@ -158,35 +156,39 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ the run
     def run(self) -> TrainingSummary:
         opts = self.options
-        resumed_from, state = self._resume_state()
-        if state is not None:
-            self._check_resumable(resumed_from, state)
+        resumed_from, checkpoint = self._resume_state()
+        if checkpoint is not None:
+            self._check_resumable(resumed_from, checkpoint)
         if self.is_main:
             self._copy_config()
 
-        step = int(state["iters"]) if state else 0
-        position = DataPosition(**state["position"]) if state and "position" in state else DataPosition()
-        if state and "position" not in state:   # an original-format checkpoint: weights, optimizer, step only
-            position = DataPosition(int(state.get("epoch", 0)) + 1, 0)
-        seed = int(state["seed"]) if state and "seed" in state else _pick_seed(opts.seed)
-        if state and opts.seed is not None and opts.seed != seed:
-            log.warning("--seed %d ignored: this run continues with its saved seed %d", opts.seed, seed)
-        _seed_everything(seed + self.rank)
-
         # Built on the meta device and filled with the checkpoint's tensors (one copy of the weights).
-        if state is not None:
-            model = load_model(self.cfg, state, source=str(resumed_from))
-            log.info("resuming %s from %s (step %d, epoch %d)", self.run_dir, resumed_from.name, step, position.epoch)
+        if checkpoint is not None:
+            model = load_model(self.cfg, checkpoint, source=str(resumed_from))
         else:
             pretrained = hub.resolve_dit_checkpoint(self.config_path, opts.pretrained_ckpt)
             model = load_model(self.cfg, pretrained)
-            log.info("fine-tuning from %s", pretrained)
         model = model.to(self.device)
+        optimizers, schedulers = build_optimizers(model, opts.lr)
+        scaler = torch.amp.GradScaler("cuda") if opts.mixed_precision == "fp16" else None
+        if checkpoint is not None:
+            state = TrainState.from_checkpoint(checkpoint, optimizers, schedulers, scaler, seed=_pick_seed(opts.seed))
+            del checkpoint  # free the checkpoint's copy of the weights
+            if opts.seed is not None and opts.seed != state.seed:
+                log.warning("--seed %d ignored: this run continues with its saved seed %d", opts.seed, state.seed)
+            log.info("resuming %s from %s (step %d, epoch %d)", self.run_dir, resumed_from.name, state.iters,
+                     state.position.epoch)
+        else:
+            state = TrainState(seed=_pick_seed(opts.seed), optimizers=optimizers, schedulers=schedulers,
+                               scaler=scaler)
+            log.info("fine-tuning from %s", pretrained)
+        state.config = self.cfg
+        _seed_everything(state.seed + self.rank)
 
-        if self._finished(step, position):
-            log.info("run already complete at step %d (epoch %d); exporting only", step, position.epoch)
+        if self._finished(state):
+            log.info("run already complete at step %d (epoch %d); exporting only", state.iters, state.position.epoch)
             exported = self._export(model) if self.is_main else None
-            return TrainingSummary(self.run_dir, step, position.epoch, exported, resumed_from, 0)
+            return TrainingSummary(self.run_dir, state.iters, state.position.epoch, exported, resumed_from, 0)
 
         frontends, _ = build_frontends(self.cfg, self.device, vocoder=False)
         cache = None
@@ -201,26 +203,21 @@ class Trainer:
             files = [[str(p) for p in report.usable]]
             skipped = sum(len(v) for v in report.skipped.values())
         files = [Path(p) for p in self._broadcast(files)[0]]
-        schedule = EpochSchedule(len(files), opts.batch_size, seed, self.world_size, self.rank)
-
-        optimizers = {part: torch.optim.AdamW(getattr(model, part).parameters(), lr=opts.lr, betas=BETAS, eps=EPS,
-                                              weight_decay=WEIGHT_DECAY) for part in PARTS}
-        schedulers = {part: torch.optim.lr_scheduler.ExponentialLR(optimizers[part], gamma=LR_GAMMA) for part in PARTS}
-        scaler = torch.amp.GradScaler("cuda") if opts.mixed_precision == "fp16" else None
-        loss_avg = self._restore(state, optimizers, schedulers, scaler, seed, step) if state is not None else None
-        del state  # free the checkpoint's copy of the weights
+        schedule = EpochSchedule(len(files), opts.batch_size, state.seed, self.world_size, self.rank)
+        if resumed_from is not None:
+            self._restore_rng(state)
 
         loss_module = FlowMatchingLoss(model.cfm, model.length_regulator).train()
         trainable = self.accelerator.prepare(loss_module) if self.world_size > 1 else loss_module
-        metrics = MetricsLog(self.run_dir / "metrics.jsonl", step) if self.is_main else None
-        batches = self._batches(files, schedule, position)
+        metrics = MetricsLog(self.run_dir / "metrics.jsonl", state.iters) if self.is_main else None
+        batches = load_batches(files, self.mel_params, schedule, state.position, opts.num_workers)
         autocast = torch.autocast(self.device.type, dtype=torch.float16 if opts.mixed_precision == "fp16"
                                   else torch.bfloat16, enabled=opts.mixed_precision != "no")
-        bar = tqdm(total=opts.max_steps, initial=step, unit="step", desc=self.run_dir.name,
+        bar = tqdm(total=opts.max_steps, initial=state.iters, unit="step", desc=self.run_dir.name,
                    disable=not (self.is_main and opts.show_progress), dynamic_ncols=True)
         started = time.perf_counter()
         try:
-            while not self._finished(step, position):
+            while not self._finished(state):
                 batch = next(batches)
                 batch.waves, batch.mels = batch.waves.to(self.device), batch.mels.to(self.device)
                 batch.mel_lengths = batch.mel_lengths.to(self.device)
@@ -230,21 +227,18 @@ class Trainer:
                     loss = trainable(batch.mels, batch.mel_lengths, prompt_lengths, features)
                 norms = _optimize(loss, model, optimizers, schedulers, scaler)
 
-                epoch_of_step = position.epoch
-                step += 1
-                position = schedule.advance(position)
                 value = float(self.accelerator.reduce(loss.detach(), "mean")) if self.world_size > 1 else float(loss.detach())
-                loss_avg = value if loss_avg is None else LOSS_SMOOTHING * loss_avg + (1 - LOSS_SMOOTHING) * value
+                state.record_step(batch.next_position, value)
                 lr = schedulers["cfm"].get_last_lr()[0]
                 if metrics:
-                    metrics.append({"step": step, "epoch": epoch_of_step, "loss": value, "loss_avg": loss_avg,
-                                    "lr": lr, "grad_norm_cfm": norms["cfm"],
+                    metrics.append({"step": state.iters, "epoch": state.epoch, "loss": value,
+                                    "loss_avg": state.loss_avg, "lr": lr, "grad_norm_cfm": norms["cfm"],
                                     "grad_norm_length_regulator": norms["length_regulator"],
                                     "seconds": round(time.perf_counter() - started, 3)})
                 bar.update(1)
-                bar.set_postfix(loss=f"{value:.4f}", avg=f"{loss_avg:.4f}", lr=f"{lr:.3e}", epoch=epoch_of_step)
-                if step % opts.save_every == 0 or self._finished(step, position):
-                    self._save(model, optimizers, schedulers, scaler, step, epoch_of_step, position, seed, loss_avg)
+                bar.set_postfix(loss=f"{value:.4f}", avg=f"{state.loss_avg:.4f}", lr=f"{lr:.3e}", epoch=state.epoch)
+                if state.iters % opts.save_every == 0 or self._finished(state):
+                    self._save(model, state)
         finally:
             bar.close()
             if metrics:
@@ -253,67 +247,48 @@ class Trainer:
                 log.info("feature cache %s: %d clips read, %d computed", cache.directory, cache.hits, cache.misses)
         exported = self._export(model) if self.is_main else None
         self.accelerator.wait_for_everyone()
-        return TrainingSummary(self.run_dir, step, position.epoch, exported, resumed_from, skipped)
+        return TrainingSummary(self.run_dir, state.iters, state.position.epoch, exported, resumed_from, skipped)
 
-    def _finished(self, step: int, position: DataPosition) -> bool:
-        return step >= self.options.max_steps or position.epoch >= self.options.max_epochs
+    def _finished(self, state: TrainState) -> bool:
+        return state.iters >= self.options.max_steps or state.position.epoch >= self.options.max_epochs
 
-    def _restore(self, state: dict, optimizers: dict, schedulers: dict, scaler, seed: int, step: int) -> float | None:
-        """Optimizer, scheduler, scaler and this process's RNG from a checkpoint; returns the loss average."""
-        for part, sd in state["optimizer"]:
-            optimizers[part].load_state_dict(sd)
-        for part, sd in state["scheduler"]:
-            schedulers[part].load_state_dict(sd)
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        rng = state.get("rng") or []
-        if len(rng) == self.world_size:
-            restore_rng(rng[self.rank])
-        else:
+    def _restore_rng(self, state: TrainState) -> None:
+        """This process's generators as they were at the save, or (another number of processes) a fresh seed."""
+        if not state.restore_process_rng(self.rank, self.world_size):
             log.warning("the checkpoint was written by %d process(es), this run has %d: random draws will "
-                        "differ from an uninterrupted run", len(rng), self.world_size)
-            _seed_everything(seed + self.rank + 7919 * step)
-        return state.get("loss_avg")
-
-    def _batches(self, files: list[Path], schedule: EpochSchedule, position: DataPosition) -> Iterator:
-        dataset = ClipDataset(files, self.mel_params)
-        # Its own generator: creating the loader must not draw from the global RNG, or a resumed run's
-        # random stream would be one draw off from the uninterrupted one.
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=schedule.batches_from(position),
-                                             collate_fn=collate, num_workers=self.options.num_workers,
-                                             generator=torch.Generator().manual_seed(0))
-        return iter(loader)
+                        "differ from an uninterrupted run", state.world_size, self.world_size)
+            _seed_everything(state.seed + self.rank + 7919 * state.iters)
 
     # ------------------------------------------------------------------------------------------ files
-    def _save(self, model, optimizers, schedulers, scaler, step: int, epoch: int, position: DataPosition,
-              seed: int, loss_avg: float) -> None:
+    def _save(self, model: SeedVCModel, state: TrainState) -> None:
+        """Every process's RNG into `state`, then (main process) the checkpoint, pruning and the loss plot."""
         rng = [capture_rng()]
         if self.world_size > 1:
             from accelerate.utils import gather_object
             rng = gather_object(rng)
+        state.rng = rng
         if self.is_main:
-            state = {
-                "net": {part: getattr(model, part).state_dict() for part in PARTS},
-                "optimizer": [(part, optimizers[part].state_dict()) for part in PARTS],
-                "scheduler": [(part, schedulers[part].state_dict()) for part in PARTS],
-                "iters": step, "epoch": epoch,
-                "position": {"epoch": position.epoch, "batch": position.batch},
-                "seed": seed, "world_size": self.world_size, "rng": rng, "loss_avg": loss_avg,
-                "scaler": scaler.state_dict() if scaler else None, "config": self.cfg,
-            }
-            path = save_checkpoint(state, self.run_dir / checkpoint_name(epoch, step), before_commit=_test_delay())
+            path = state.save(model, self.run_dir, before_commit=_test_delay())
             for old in prune_checkpoints(self.run_dir, self.options.keep_checkpoints):
                 log.info("removed old checkpoint %s", old.name)
             plot_loss_curve(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
             tqdm.write(f"saved {path}")
         self.accelerator.wait_for_everyone()
 
-    def _export(self, model) -> Path:
-        net = {"net": {part: getattr(model, part).state_dict() for part in PARTS}}
-        path = export_inference_checkpoint(net, self.run_dir / FINAL_CHECKPOINT_NAME)
+    def _export(self, model: SeedVCModel) -> Path:
+        path = export_inference_checkpoint(trained_weights(model), self.run_dir / FINAL_CHECKPOINT_NAME)
         log.info("exported %s (use it with --checkpoint %s --config %s)", path, path,
                  self.run_dir / self.config_path.name)
         return path
+
+
+def build_optimizers(model: SeedVCModel, lr: float) -> tuple[dict[str, torch.optim.Optimizer],
+                                                             dict[str, torch.optim.lr_scheduler.LRScheduler]]:
+    """One AdamW and one ExponentialLR per trained part (by PARTS name), with the original's settings."""
+    optimizers = {part: torch.optim.AdamW(module.parameters(), lr=lr, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
+                  for part, module in model.parts().items()}
+    schedulers = {part: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=LR_GAMMA) for part, opt in optimizers.items()}
+    return optimizers, schedulers
 
 
 def _optimize(loss: torch.Tensor, model, optimizers: dict, schedulers: dict, scaler) -> dict[str, float]:

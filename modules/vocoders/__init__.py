@@ -18,7 +18,8 @@ __all__ = ["BigVGAN", "HiFTGenerator", "Vocoder", "build_hift", "load_bigvgan", 
 
 
 class Vocoder(nn.Module):
-    """A common face for BigVGAN and HiFT: fp32 under any autocast, output [B, 1, N]."""
+    """A common face for BigVGAN and HiFT, which share one call signature: generator(mel, generator=None) ->
+    [B, 1, N]; run in fp32 under any autocast."""
 
     def __init__(self, generator: nn.Module):
         super().__init__()
@@ -28,10 +29,7 @@ class Vocoder(nn.Module):
     @torch.no_grad()
     def forward(self, mel: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         with torch.autocast(mel.device.type, enabled=False):
-            mel = mel.float()
-            if isinstance(self.generator, HiFTGenerator):
-                return self.generator(mel, generator=generator)[:, None]
-            return self.generator(mel)
+            return self.generator(mel.float(), generator=generator)
 
 
 def load_vocoder(config: Mapping, files: Mapping[str, Path], device: torch.device | str = "cpu") -> Vocoder:

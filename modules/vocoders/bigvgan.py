@@ -283,8 +283,9 @@ class BigVGAN(nn.Module):
         self.activation_post = AntiAliasedActivation(SnakeBeta(ch, log_scale))
         self.conv_post = legacy_weight_norm(nn.Conv1d(ch, 1, 7, 1, padding=3, bias=h.get("use_bias_at_final", True)))
 
-    def forward(self, mel: torch.Tensor, clamp: bool = True) -> torch.Tensor:
-        """mel [B, n_mels, T] -> [B, 1, T * hop] in [-1, 1] (clamp=False returns the conv_post output)."""
+    def forward(self, mel: torch.Tensor, generator: torch.Generator | None = None, clamp: bool = True) -> torch.Tensor:
+        """mel [B, n_mels, T] -> [B, 1, T * hop] in [-1, 1] (clamp=False returns the conv_post output). BigVGAN
+        draws no noise; `generator` is taken so every vocoder has HiFT's call signature."""
         x = self.conv_pre(mel)
         for i, (up,) in enumerate(self.ups):
             x = up(x)

@@ -150,7 +150,8 @@ class HiFTGenerator(nn.Module):
 
     def forward(self, mel: torch.Tensor, f0: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """mel [B, 80, T] -> wave [B, T * hop]; f0 [B, T] Hz defaults to the built-in predictor's."""
+        """mel [B, 80, T] -> wave [B, 1, T * hop]; f0 [B, T] Hz defaults to the built-in predictor's; `generator`
+        draws the harmonic source's noise and phases."""
         with torch.autocast(mel.device.type, enabled=False):
             mel = mel.float()
             if f0 is None:
@@ -170,7 +171,7 @@ class HiFTGenerator(nn.Module):
             phase = torch.sin(x[:, half:])
             spec = torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
             wave = torch.istft(spec, self.n_fft, self.istft_hop, self.n_fft, window=_stft_window(self.n_fft, mel.device))
-            return wave.clamp(-self.audio_limit, self.audio_limit)
+            return wave.clamp(-self.audio_limit, self.audio_limit)[:, None]
 
 
 def build_hift(config_path: str | Path) -> HiFTGenerator:

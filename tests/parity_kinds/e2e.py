@@ -18,10 +18,11 @@ from modules.chunking import ChunkPlan
 from modules.config import load_config
 from modules.content_encoder import load_content_encoder
 from modules.f0.rmvpe import TIME_MULTIPLE, salience_to_f0
+from modules.frontends import Frontends
 from modules.length_regulator import f0_to_coarse
-from modules.pipeline import F0_THRESHOLD, ConversionSettings, Frontends, VoiceConverter, shift_source_f0
+from modules.pipeline import ConversionSettings, VoiceConverter, shift_source_f0
 from modules.resample import resample
-from modules.style_encoder import kaldi_fbank, load_campplus, style_embedding
+from modules.style_encoder import StyleEncoder, kaldi_fbank, load_campplus, style_embedding
 from modules.vocoders import Vocoder, load_bigvgan
 from parity_kinds._common import check, check_exact, fixture_path, load_pt, tolerance
 from parity_kinds.dit import _model
@@ -40,11 +41,34 @@ def _parts(files_key: tuple) -> dict:
     return dict(config=config, whisper=whisper, rmvpe=rmvpe, campplus=campplus, vocoder=vocoder, model=model)
 
 
+class StoredF0(torch.nn.Module):
+    """The F0 front-end role, answering with the fixture's stored F0 of a wave of that length."""
+
+    def __init__(self, by_length: dict[int, np.ndarray]):
+        super().__init__()
+        self.by_length = by_length
+
+    def forward(self, wave_16k: torch.Tensor) -> np.ndarray:
+        return self.by_length[wave_16k.shape[-1]]
+
+
+class RecordingVocoder(torch.nn.Module):
+    """The fixture's vocoder, keeping each (mel, wave) it is given and returns."""
+
+    def __init__(self, vocoder: torch.nn.Module):
+        super().__init__()
+        self.vocoder, self.seen = vocoder, []
+
+    def forward(self, mel: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        wave = self.vocoder(mel, generator=generator)
+        self.seen.append((mel, wave.reshape(-1)))
+        return wave
+
+
 def _converter(parts: dict, f0=None, vocoder=None) -> VoiceConverter:
-    rmvpe = parts["rmvpe"]
-    frontends = Frontends(content=parts["whisper"], style=lambda w: style_embedding(parts["campplus"], w),
-                          vocoder=vocoder or parts["vocoder"],
-                          f0=f0 or (lambda w: rmvpe.extract(w, threshold=F0_THRESHOLD)))
+    # The seeded RMVPE at its default voicing threshold, 0.03, as the engine and the original use it.
+    frontends = Frontends(content=parts["whisper"], style=StyleEncoder(parts["campplus"]),
+                          vocoder=vocoder or parts["vocoder"], f0=f0 or parts["rmvpe"])
     return VoiceConverter(parts["config"], parts["model"], frontends, device="cpu", fp16=False)
 
 
@@ -114,7 +138,7 @@ def _check_f0(case: dict, name: str, rmvpe, wave_16k: torch.Tensor, expected: to
     """
     mel = rmvpe.mel(wave_16k)
     salience = rmvpe.salience(mel).numpy()
-    f0 = torch.from_numpy(salience_to_f0(salience, F0_THRESHOLD))
+    f0 = torch.from_numpy(salience_to_f0(salience, rmvpe.threshold))
     atol, rtol = tolerance(case, name)
     off = ((f0 - expected).abs() > atol + rtol * expected.abs()) & ~excluded
     if off.any():
@@ -124,7 +148,7 @@ def _check_f0(case: dict, name: str, rmvpe, wave_16k: torch.Tensor, expected: to
                                     | (top2[:, 1] - top2[:, 0] < ILL_CONDITIONED))
         stable_but_off = (off & ~unstable).nonzero().flatten().tolist()
         assert not stable_but_off, f"{case['id']}:{name}: frames {stable_but_off} are well-conditioned and out of tolerance"
-        f0_64 = torch.from_numpy(salience_to_f0(salience64, F0_THRESHOLD))
+        f0_64 = torch.from_numpy(salience_to_f0(salience64, rmvpe.threshold))
         check(case, name, f0_64, expected, mask=off)
     check(case, name, f0, expected, mask=~excluded & ~off)
 
@@ -145,14 +169,9 @@ def _check_case(case, parts, engine, settings, inputs, frontend, io) -> None:
     noise = [torch.cat([torch.zeros(1, frontend["mel2"].shape[1], P), c["z_tail"]], -1) for c in io["chunks"]]
     stored_f0 = {frontend["converted_waves_16k"].shape[-1]: frontend["F0_alt"][0].numpy(),
                  frontend["ori_waves_16k"].shape[-1]: frontend["F0_ori"][0].numpy()}
-    seen = []
-
-    def recording_vocoder(mel, generator=None):
-        wave = parts["vocoder"](mel, generator=generator)
-        seen.append((mel, wave.reshape(-1)))
-        return wave
-
-    engine = _converter(parts, f0=lambda w: stored_f0[w.shape[-1]], vocoder=recording_vocoder)
+    recording_vocoder = RecordingVocoder(parts["vocoder"])
+    seen = recording_vocoder.seen
+    engine = _converter(parts, f0=StoredF0(stored_f0), vocoder=recording_vocoder)
     pieces = list(engine.convert_stream(inputs["source_audio"][0].numpy(), inputs["ref_audio"][0].numpy(),
                                         settings, chunk_noise=noise))
     assert len(seen) == len(io["chunks"])

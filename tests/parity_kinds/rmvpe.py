@@ -26,7 +26,7 @@ def rmvpe_f0(case: dict) -> None:
     check(case, "mel", mel, io["mel"])
     check(case, "salience_from_stored_mel", rmvpe.salience(io["mel"]), io["salience"])
     check(case, "salience_from_own_mel", rmvpe.salience(mel), io["salience"])
-    f0 = rmvpe.extract(io["audio_16k"], threshold=io["thred"])
+    f0 = rmvpe.with_threshold(io["thred"])(io["audio_16k"])
     assert f0.dtype.name == "float64", f"{case['id']}: f0 dtype {f0.dtype}"
     check(case, "f0", torch.from_numpy(f0), io["f0"])
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch._inductor.exc import InductorError
 
 from modules import precision
 from modules.checkpoint import load_model
@@ -76,8 +75,6 @@ def _compiler_available() -> str | None:
         return f"torch.compile is unavailable here ({type(e).__name__}: {str(e)[:120]})"
 
 
-@pytest.mark.xfail(raises=InductorError, strict=False,
-                   reason='torch 2.13 Inductor on CPU: "vr must not be None for symbol q1" on these models (issue 13)')
 def test_compiled_dit_and_vocoder_give_the_eager_output(tmp_path):
     reason = _compiler_available()
     if reason:

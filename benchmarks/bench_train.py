@@ -1,6 +1,6 @@
 """Training throughput: steps/s of the real train.py, on 5 s clips, batch 2, with peak memory.
 
-    python benchmarks/bench_train.py [--steps 8] [--device cpu] [--batch-size 2]
+    python benchmarks/bench_train.py [--steps 8] [--device cpu] [--batch-size 2] [--mixed-precision bf16] [--full-size-only]
 
 Two models: the tests' tiny speech config (random small DiT, Whisper-tiny) and the official 22.05 kHz speech preset
 (config_dit_mel_seed_uvit_whisper_small_wavenet) at full size, with random weights for the DiT and a
@@ -58,10 +58,11 @@ def full_size_22k_config(folder: Path) -> Path:
     return path
 
 
-def run(config: Path, data: Path, steps: int, batch_size: int, device: str, name: str) -> dict:
+def run(config: Path, data: Path, steps: int, batch_size: int, device: str, name: str,
+        mixed_precision: str = "no") -> dict:
     command = [sys.executable, str(ROOT / "train.py"), "--config", str(config), "--dataset-dir", str(data),
                "--run-name", name, "--max-steps", str(steps), "--save-every", str(10 ** 6), "--batch-size",
-               str(batch_size), "--seed", "0", "--device", device, "--no-progress"]
+               str(batch_size), "--seed", "0", "--device", device, "--mixed-precision", mixed_precision, "--no-progress"]
     # The caller's PYTHONPATH stays behind ROOT: under tests/fake_device.py it carries the simulated device.
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     proc = subprocess.Popen(command, env=dict(os.environ, PYTHONPATH=path, HF_HUB_OFFLINE="1"),
@@ -86,6 +87,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no",
+                        help="train.py's --mixed-precision (bf16 trades accuracy for speed)")
+    parser.add_argument("--full-size-only", action="store_true", help="skip the tiny model")
     args = parser.parse_args()
     from tiny import write_tiny_config
 
@@ -95,11 +99,12 @@ def main() -> None:
         tiny = write_tiny_config(tmp, "speech", log_dir=tmp / "runs")
         full = full_size_22k_config(tmp)
         print(f"train.py, batch {args.batch_size}, 5 s clips, {args.steps} steps, device {args.device}, "
-              f"{os.cpu_count()} CPU cores")
+              f"mixed precision {args.mixed_precision}, {os.cpu_count()} CPU cores")
         print(f"{'model':34s} {'steps/s':>8s} {'s/step':>8s} {'1st step s':>10s} {'1st epoch s':>11s} "
               f"{'later steps/s':>13s} {'peak RSS GiB':>13s}")
-        for config, name in ((tiny, "tiny_speech"), (full, "whisper_small_wavenet_22k_full")):
-            r = run(config, tmp / "data", args.steps, args.batch_size, args.device, name)
+        models = ((tiny, "tiny_speech"), (full, "whisper_small_wavenet_22k_full"))
+        for config, name in models[1:] if args.full_size_only else models:
+            r = run(config, tmp / "data", args.steps, args.batch_size, args.device, name, args.mixed_precision)
             print(f"{r['model']:34s} {r['steps_per_s']:8.3f} {r['s_per_step']:8.2f} {r['first_step_s']:10.2f} "
                   f"{r['first_epoch_s']:11.2f} {r['later_steps_per_s']:13.3f} {r['peak_rss_gib']:13.2f}")
 

@@ -39,15 +39,14 @@ class Frontends:
     f0: nn.Module | None = None   # F0-conditioned models only
 
     def __post_init__(self) -> None:
-        for role, part in self.modules(include_missing=True).items():
-            if part is not None and not isinstance(part, nn.Module):
+        for role, part in self.modules().items():
+            if not isinstance(part, nn.Module):
                 raise TypeError(f"the {ROLE_NAMES[role]} must be a torch module (see modules/frontends.py), "
                                 f"got {type(part).__name__}")
 
-    def modules(self, include_missing: bool = False) -> dict[str, nn.Module]:
-        """The front-ends by role (a role without one is left out unless include_missing)."""
-        parts = {f.name: getattr(self, f.name) for f in fields(self)}
-        return parts if include_missing else {role: part for role, part in parts.items() if part is not None}
+    def modules(self) -> dict[str, nn.Module]:
+        """The front-ends by role; a role without one (None) is left out."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
     def misplaced(self, device: torch.device) -> str | None:
         """A sentence naming the first front-end with a weight not on `device`, or None when all are there."""

@@ -120,3 +120,30 @@ def test_each_batch_carries_the_position_after_it_through_worker_processes():
     for batch, position in zip(got, [start] + [b.next_position for b in got[:-1]]):
         frames = sorted((clips.clip(i)[1].shape[-1] for i in schedule.indices(position)), reverse=True)
         assert batch.mel_lengths.tolist() == frames
+
+
+def test_adamw_runs_fused_on_cpu_also_after_resuming_an_original_checkpoint():
+    """The original saves for-loop AdamW groups (no `fused`); loading one must not switch this run's update off
+    the fused kernel, and the fused update is the for-loop one to float rounding."""
+    checkpoint = read_checkpoint(dit_checkpoint("wavenet_22k"))
+    assert not any(g.get("fused") for _, sd in checkpoint["optimizer"] for g in sd["param_groups"])
+    _, model, optimizers, schedulers = run_objects()
+    TrainState.from_checkpoint(checkpoint, optimizers, schedulers, seed=0)
+    assert all(g["fused"] for opt in optimizers.values() for g in opt.param_groups)
+
+    reference_model = build_model(load_config(dit_config("wavenet_22k")))
+    reference_model.load_state_dict(model.state_dict())
+    loop = {part: torch.optim.AdamW(m.parameters(), foreach=False) for part, m in reference_model.parts().items()}
+    for part, sd in checkpoint["optimizer"]:
+        loop[part].load_state_dict(sd)
+    torch.manual_seed(0)
+    for part in optimizers:
+        for p, q in zip(getattr(model, part).parameters(), getattr(reference_model, part).parameters()):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        for _ in range(3):
+            optimizers[part].step()
+            loop[part].step()
+        for p, q in zip(getattr(model, part).parameters(), getattr(reference_model, part).parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+            assert not torch.equal(p, p.grad)  # stepped

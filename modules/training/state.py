@@ -73,6 +73,10 @@ def restore_rng(state: Mapping[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------------------- the state
 
+# AdamW options that choose a kernel, not the arithmetic's inputs (lr, betas, ...)
+UPDATE_IMPLEMENTATION = ("fused", "foreach")
+
+
 @dataclass
 class TrainState:
     """Everything besides the weights that a run needs to continue exactly; the checkpoint schema above.
@@ -133,7 +137,12 @@ class TrainState:
         start of the epoch after the saved one, as the original resumes.
         """
         for part, sd in checkpoint["optimizer"]:
+            # The saved groups carry how the update was computed (fused / foreach); this machine's choice wins,
+            # so a checkpoint of the original project (for-loop AdamW) resumes on the fused kernel here.
+            how = [{k: g.get(k) for k in UPDATE_IMPLEMENTATION} for g in optimizers[part].param_groups]
             optimizers[part].load_state_dict(sd)
+            for group, kept in zip(optimizers[part].param_groups, how):
+                group.update(kept)
         for part, sd in checkpoint["scheduler"]:
             schedulers[part].load_state_dict(sd)
         if scaler is not None and checkpoint.get("scaler"):

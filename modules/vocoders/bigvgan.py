@@ -289,8 +289,11 @@ class BigVGAN(nn.Module):
         x = self.conv_pre(mel)
         for i, (up,) in enumerate(self.ups):
             x = up(x)
-            blocks = self.resblocks[i * self.n_resblocks: (i + 1) * self.n_resblocks]
-            x = sum(block(x) for block in blocks) / self.n_resblocks  # multi-receptive-field fusion
+            first, *others = self.resblocks[i * self.n_resblocks: (i + 1) * self.n_resblocks]
+            fused = first(x)                 # multi-receptive-field fusion: the mean of the blocks' outputs,
+            for block in others:             # summed in place (the same additions in the same order as sum(),
+                fused.add_(block(x))         # one [B, C, T] buffer less at each stage's widest point)
+            x = fused.div_(self.n_resblocks)
         x = self.conv_post(self.activation_post(x))
         if self.use_tanh_at_final:
             return torch.tanh(x)

@@ -4,7 +4,8 @@ second of audio) and, with --profile, the share of the time per op group from on
 
     python benchmarks/bench_vocoder.py [--seconds 10] [--repeat 3] [--only bigvgan44] [--profile] [--device cpu]
 
-Needs no downloads and no ../shared. Vocoders always run in fp32. On CUDA and MPS the device is synchronised
+Needs no downloads and no ../shared. Vocoders always run in fp32. On the CPU freed memory is kept for reuse as
+the conversion engine keeps it (modules/host_memory.py); SEEDVC_RELEASE_FREED_MEMORY=1 measures glibc's default. On CUDA and MPS the device is synchronised
 before each clock read.
 """
 from __future__ import annotations
@@ -103,7 +104,10 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="one more run under torch.profiler: time shares")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    print(f"{args.seconds:g} s of audio, device {args.device}, torch threads {torch.get_num_threads()}, fp32")
+    from modules.host_memory import keep_freed_host_memory
+    kept = args.device == "cpu" and keep_freed_host_memory()
+    print(f"{args.seconds:g} s of audio, device {args.device}, torch threads {torch.get_num_threads()}, fp32, "
+          f"freed host memory {'kept for reuse (as the engine does)' if kept else 'released (allocator default)'}")
     for name in args.only:
         vocoder, mel = build(name, args.device, args.seconds)
         run_once(vocoder, mel[..., : max(1, mel.shape[-1] // 10)])  # warm-up: allocations, kernel choice

@@ -32,6 +32,7 @@ from modules.config import MelParams, ModelConfig, load_config, preset_path
 from modules.devices import pick_device, synchronize
 from modules.errors import UserError
 from modules.frontends import Frontends, build_frontends
+from modules.host_memory import keep_freed_host_memory, return_freed_host_memory
 from modules.model import SeedVCModel
 from modules.precision import autocast_dtype, compile_module
 from modules.resample import resample
@@ -300,15 +301,19 @@ class VoiceConverter:
         if settings.seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(int(settings.seed))
         assembler = ChunkAssembler(plan.overlap_samples)
-        for index, (start, end, is_last) in enumerate(windows):
-            on_step = lambda step, total: report(0.1 + 0.85 * (index + step / total) / len(windows),
-                                                 f"chunk {index + 1}/{len(windows)}: step {step}/{total}")
-            mel = self.sample_mel(cond[:, start:end], ref, settings, generator=generator, on_step=on_step,
-                                  noise=None if chunk_noise is None else chunk_noise[index])
-            lap("dit")
-            wave = self.frontends.vocoder(mel, generator=generator).reshape(-1).float().cpu().numpy()
-            lap("vocoder")
-            yield assembler.push(wave, is_last)
+        try:
+            for index, (start, end, is_last) in enumerate(windows):
+                on_step = lambda step, total: report(0.1 + 0.85 * (index + step / total) / len(windows),
+                                                     f"chunk {index + 1}/{len(windows)}: step {step}/{total}")
+                mel = self.sample_mel(cond[:, start:end], ref, settings, generator=generator, on_step=on_step,
+                                      noise=None if chunk_noise is None else chunk_noise[index])
+                lap("dit")
+                wave = self.frontends.vocoder(mel, generator=generator).reshape(-1).float().cpu().numpy()
+                lap("vocoder")
+                yield assembler.push(wave, is_last)
+        finally:
+            del cond
+            return_freed_host_memory()  # the buffers reused during this conversion go back to the OS
         report(1.0, "done")
 
     def sample_mel(self, condition: torch.Tensor, ref: ReferenceFeatures, settings: ConversionSettings, *,
@@ -402,6 +407,8 @@ def build_converter(config: str | Path | None = None, *, checkpoint: str | Path 
                               f"for speech)")
     dev = pick_device(device)
     autocast_dtype(precision, dev, fp16)  # refuse an unsupported precision before loading anything
+    if dev.type == "cpu":
+        keep_freed_host_memory()  # each call's large buffers are reused, not page-faulted in again
 
     checkpoint = checkpoint if state is not None else hub.resolve_dit_checkpoint(config, checkpoint)
     model = load_model(cfg, state if state is not None else checkpoint, source=str(checkpoint)).to(dev).eval()

@@ -3,8 +3,8 @@
 Each vocoder and DiT call allocates the same large CPU buffers again: BigVGAN-44k's stage tensors are 42-84 MB.
 glibc serves a block above its mmap threshold (which adapts up to 32 MiB at most) with a fresh mmap() and unmaps
 it on free, and it trims the top of the heap when enough is free there. The next call then page-faults every
-page of its buffers in again, zeroed by the kernel: on the 2-core CI machine a quarter of the vocoder's time
-(10 s of 44.1 kHz audio: 24.4 s against 19.7 s with the heap kept).
+page of its buffers in again, zeroed by the kernel: on the 2-core CI machine about a fifth of the vocoder's
+time (10 s of 44.1 kHz audio: 24.4 s against 19.7 s with the heap kept).
 
 With the policy on, every allocation is served from the heap and the heap is not trimmed, so buffers are
 reused from call to call. Holes that small allocations leave in freed blocks can make the heap grow past what
@@ -45,7 +45,8 @@ def keep_freed_host_memory() -> bool:
 
 
 def return_freed_host_memory() -> None:
-    """Hand the heap's free pages back to the OS (only while the policy is in effect; cheap, tens of ms)."""
+    """Hand the heap's free pages back to the OS (only while the policy is in effect; about 30 ms for a few
+    hundred MB)."""
     if _applied:
         _libc.malloc_trim(0)
 

@@ -100,7 +100,7 @@ def _write_dit(folder: Path, sub: str, seed: int) -> None:
     """config.yml plus the three official checkpoint layouts: training, DDP-prefixed and final."""
     from modules.config import load_config
     from modules.model import build_model
-    from modules.training.trainer import build_optimizers
+    from modules.training.trainer import BETAS, EPS, LR_GAMMA, WEIGHT_DECAY
 
     (folder / "config.yml").write_text(small_preset_text(PRESET_OF[sub]))
     torch.manual_seed(seed)
@@ -108,7 +108,10 @@ def _write_dit(folder: Path, sub: str, seed: int) -> None:
     parts = model.parts()
     perturb(torch.nn.ModuleList(parts.values()), seed)
     net = {part: module.state_dict() for part, module in parts.items()}
-    optimizers, schedulers = build_optimizers(model, lr=1e-5)
+    # the original's optimizers: for-loop AdamW (no fused / foreach choice saved in the groups)
+    optimizers = {part: torch.optim.AdamW(module.parameters(), lr=1e-5, betas=BETAS, eps=EPS,
+                                          weight_decay=WEIGHT_DECAY) for part, module in parts.items()}
+    schedulers = {part: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=LR_GAMMA) for part, opt in optimizers.items()}
     torch.save({"net": net, "optimizer": [(p, o.state_dict()) for p, o in optimizers.items()],
                 "scheduler": [(p, s.state_dict()) for p, s in schedulers.items()],
                 "iters": CHECKPOINT_ITERS, "epoch": CHECKPOINT_EPOCH}, folder / "checkpoint.pth")

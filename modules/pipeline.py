@@ -312,7 +312,6 @@ class VoiceConverter:
                 lap("vocoder")
                 yield assembler.push(wave, is_last)
         finally:
-            del cond
             return_freed_host_memory()  # the buffers reused during this conversion go back to the OS
         report(1.0, "done")
 

@@ -54,9 +54,13 @@ def return_freed_host_memory() -> None:
 def _apply() -> bool:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
-    if os.environ.get(OPT_OUT) == "1":
-        log.info("host memory: %s=1, freed memory is released as glibc does by default", OPT_OUT)
+    opt_out = os.environ.get(OPT_OUT, "").strip().lower()
+    if opt_out in ("1", "true", "yes"):
+        log.info("host memory: %s=%s, freed memory is released as glibc does by default", OPT_OUT, opt_out)
         return False
+    if opt_out not in ("", "0", "false", "no"):
+        log.warning("host memory: %s=%r is not 1/true/yes or 0/false/no; freed memory is kept for reuse",
+                    OPT_OUT, os.environ[OPT_OUT])
     if any(name in os.environ for name in USER_SETTINGS):
         log.info("host memory: the environment sets glibc malloc (%s); left as it is",
                  ", ".join(n for n in USER_SETTINGS if n in os.environ))

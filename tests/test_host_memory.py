@@ -65,9 +65,10 @@ def test_with_the_policy_on_a_repeated_call_reuses_its_buffers_and_the_memory_is
 
 
 def test_the_opt_out_and_malloc_settings_from_the_environment_win():
-    for name, value in [("SEEDVC_RELEASE_FREED_MEMORY", "1"), ("MALLOC_TRIM_THRESHOLD_", "131072"),
-                        ("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")]:
-        assert probe("on", **{name: value})["applied"] is False
+    for name, value in [("SEEDVC_RELEASE_FREED_MEMORY", "1"), ("SEEDVC_RELEASE_FREED_MEMORY", "True"),
+                        ("MALLOC_TRIM_THRESHOLD_", "131072"), ("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")]:
+        assert probe("on", **{name: value})["applied"] is False, (name, value)
+    assert probe("on", SEEDVC_RELEASE_FREED_MEMORY="0")["applied"] is True
 
 
 def test_a_cpu_converter_turns_the_policy_on(tmp_path, monkeypatch):

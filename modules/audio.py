@@ -1,13 +1,20 @@
-"""Audio I/O with clear errors, and the HiFi-GAN/BigVGAN log-mel spectrogram shared by model and vocoders."""
+"""Audio I/O with clear errors, rate conversion, mel filter banks, and the HiFi-GAN/BigVGAN log-mel spectrogram
+shared by model and vocoders.
+
+librosa is imported only to decode formats libsndfile lacks: importing its filters or resampler pulls in numba
+and llvmlite (about 0.12 GiB of RSS), so the two functions used from it are computed here with the same
+arithmetic (and checked against it in tests/test_audio_io.py).
+"""
 from __future__ import annotations
 
+import math
 import warnings
 from functools import lru_cache
 from pathlib import Path
 
-import librosa
 import numpy as np
 import soundfile as sf
+import soxr
 import torch
 import torch.nn.functional as F
 
@@ -49,6 +56,7 @@ def _decode(path: Path, role: str, shown: str, max_seconds: float | None = None)
             return data.mean(axis=1), f.samplerate
     except Exception as sf_error:
         try:  # formats libsndfile lacks (m4a, ...) go through librosa's audioread fallback, if ffmpeg is there
+            import librosa
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 data, rate = librosa.load(str(path), sr=None, mono=True, duration=max_seconds)
@@ -63,7 +71,7 @@ def load_audio(path: str | Path, sample_rate: int, *, max_seconds: float | None 
                name: str | None = None) -> np.ndarray:
     """Decode any common format (wav, flac, mp3, ogg, ...) to mono float32 at `sample_rate`.
 
-    Stereo is averaged to mono and the rate converted with librosa (soxr), as the original's librosa.load.
+    Stereo is averaged to mono and the rate converted with soxr (`resample_audio`), as the original's librosa.load.
     Raises AudioError for a missing, unreadable, empty, non-finite or silent file, or one outside
     [min_seconds, max_seconds]. The work is bounded: a file over max_seconds is refused from its header where
     the header tells, else after decoding just past the limit; with keep_seconds only that much is decoded
@@ -94,7 +102,7 @@ def load_audio(path: str | Path, sample_rate: int, *, max_seconds: float | None 
         raise AudioError(f"{role} file {shown} contains NaN or infinite samples")
     if native_rate != sample_rate:
         # The same decode -> mean-of-channels -> soxr_hq route as librosa.load(sr=...), which the original uses.
-        wave = librosa.resample(wave, orig_sr=native_rate, target_sr=sample_rate, res_type="soxr_hq")
+        wave = resample_audio(wave, native_rate, sample_rate)
     seconds = wave.size / sample_rate
     if max_seconds is not None and seconds > max_seconds:
         raise too_long(seconds)
@@ -107,13 +115,57 @@ def load_audio(path: str | Path, sample_rate: int, *, max_seconds: float | None 
     return wave.astype(np.float32, copy=False)
 
 
+def resample_audio(wave: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
+    """[N] float32 at orig_rate -> [ceil(N * new_rate / orig_rate)] at new_rate: soxr's high quality, cut or
+    zero-padded to that length, as librosa.resample(res_type="soxr_hq") gives it."""
+    if orig_rate == new_rate:
+        return wave
+    size = int(math.ceil(wave.shape[-1] * float(new_rate) / orig_rate))
+    out = soxr.resample(wave, orig_rate, new_rate, quality="soxr_hq")[:size]
+    return np.pad(out, (0, size - out.shape[-1])).astype(wave.dtype, copy=False)
+
+
+def _hz_to_mel(hz: np.ndarray, htk: bool) -> np.ndarray:
+    if htk:
+        return 2595.0 * np.log10(1.0 + hz / 700.0)
+    # Slaney: linear below 1 kHz (3 mels per 200 Hz), logarithmic above (27 steps per factor 6.4)
+    linear = hz / (200.0 / 3)
+    log_part = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, log_part, linear)
+
+
+def _mel_to_hz(mel: np.ndarray, htk: bool) -> np.ndarray:
+    if htk:
+        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+    linear = mel * (200.0 / 3)
+    log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0))
+    return np.where(mel >= 15.0, log_part, linear)
+
+
+def mel_filters(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None,
+                htk: bool = False) -> np.ndarray:
+    """Triangular mel filters with Slaney area normalisation, [n_mels, n_fft // 2 + 1] float32: librosa's
+    filters.mel (Slaney or HTK mel scale), which the checkpoints were trained with."""
+    fmax = sr / 2.0 if fmax is None else fmax
+    bins = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)                                   # [F] Hz
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.asarray(fmin, dtype=np.float64), htk),
+                                   _hz_to_mel(np.asarray(fmax, dtype=np.float64), htk), n_mels + 2), htk)
+    widths = np.diff(edges)                                                       # [n_mels + 1]
+    ramps = edges[:, None] - bins[None, :]                                        # [n_mels + 2, F]
+    weights = np.zeros((n_mels, bins.size), dtype=np.float32)
+    for i in range(n_mels):
+        weights[i] = np.maximum(0.0, np.minimum(-ramps[i] / widths[i], ramps[i + 2] / widths[i + 1]))
+    weights *= (2.0 / (edges[2: n_mels + 2] - edges[:n_mels]))[:, None]           # equal area per filter
+    return weights
+
+
 @lru_cache(maxsize=16)
 def _mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None, device: torch.device,
                     dtype: torch.dtype) -> torch.Tensor:
     # librosa's default (Slaney) filters, [n_mels, n_fft // 2 + 1], built once per device and dtype (no
     # host-to-device copy per call). Keyed on every parameter, so two configs with the same rate but different
     # n_fft or n_mels never share a basis.
-    basis = torch.from_numpy(librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)).float()
+    basis = torch.from_numpy(mel_filters(sr, n_fft, n_mels, fmin, fmax)).float()
     return basis.to(device=device, dtype=dtype)
 
 

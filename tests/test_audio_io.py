@@ -63,3 +63,47 @@ def test_decoding_matches_the_original_librosa_route():
     inputs = load_pt("e2e_f0_44k/inputs.pt")
     wave = load_audio(PARITY_DIR / inputs["target_file"], 44100)[: 44100 * 25]
     assert torch.equal(torch.from_numpy(wave)[None], inputs["ref_audio"])
+
+
+@pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax,htk", [
+    (22050, 1024, 80, 0, 8000, False), (44100, 2048, 128, 0, None, False), (16000, 1024, 128, 30, 8000, True),
+    (24000, 1024, 100, 0, 12000, False), (16000, 400, 80, 0, None, False)])
+def test_mel_filters_equal_librosa(sr, n_fft, n_mels, fmin, fmax, htk):
+    import librosa
+
+    from modules.audio import mel_filters
+    expected = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk)
+    got = mel_filters(sr, n_fft, n_mels, fmin, fmax, htk=htk)
+    assert got.dtype == expected.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("orig,new,n", [(48000, 44100, 48001), (44100, 16000, 12345), (16000, 22050, 999),
+                                        (22050, 22050, 100), (8000, 44100, 7)])
+def test_resampling_equals_librosa_soxr_hq(orig, new, n):
+    import librosa
+
+    from modules.audio import resample_audio
+    wave = (np.random.default_rng(n).standard_normal(n) * 0.1).astype(np.float32)
+    expected = librosa.resample(wave, orig_sr=orig, target_sr=new, res_type="soxr_hq")
+    got = resample_audio(wave, orig, new)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_loading_and_mels_do_not_import_numba(tmp_path):
+    # librosa's filters and resampler pull in numba and llvmlite (~0.12 GiB of RSS); conversion needs neither
+    import subprocess
+    import sys
+    from pathlib import Path
+    sf.write(tmp_path / "a.wav", (np.sin(np.arange(4800) / 7) * 0.3).astype(np.float32), 48000)
+    code = ("import sys, torch; from modules.audio import load_audio, mel_spectrogram; "
+            "from modules.config import MelParams; from modules.f0.rmvpe import rmvpe_mel; "
+            f"w = load_audio({str(tmp_path / 'a.wav')!r}, 22050); "
+            "mel_spectrogram(torch.from_numpy(w), MelParams(sampling_rate=22050, n_fft=1024, win_length=1024, hop_length=256, "
+            "n_mels=80, fmin=0, fmax=8000)); rmvpe_mel(torch.zeros(16000)); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numba', 'llvmlite')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=str(Path(__file__).resolve().parents[1]))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout

@@ -13,13 +13,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
-import librosa
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from modules.audio import FRONTEND_RATE
+from modules.audio import FRONTEND_RATE, mel_filters
 from modules.f0.common import HOP_LENGTH, F0Extractor, as_wave, load_strict, read_weights
 
 N_MELS = 128
@@ -37,7 +36,7 @@ DEFAULT_THRESHOLD = 0.03           # what Seed-VC passes as `thred`
 
 @lru_cache(maxsize=4)
 def _htk_mel_basis(device: torch.device) -> torch.Tensor:
-    basis = librosa.filters.mel(sr=FRONTEND_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=MEL_FMIN, fmax=MEL_FMAX, htk=True)
+    basis = mel_filters(FRONTEND_RATE, N_FFT, N_MELS, MEL_FMIN, MEL_FMAX, htk=True)
     return torch.from_numpy(basis).float().to(device)  # [128, 513]
 
 

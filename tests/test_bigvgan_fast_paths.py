@@ -95,3 +95,47 @@ def test_state_dict_keys_are_the_released_ones():
     assert {"ups.0.0.weight_g", "ups.0.0.weight_v", "ups.0.0.bias", "resblocks.0.activations.0.act.alpha",
             "resblocks.0.activations.0.upsample.filter", "resblocks.0.activations.0.downsample.lowpass.filter",
             "activation_post.act.beta"} <= keys
+
+
+def random_bigvgan() -> BigVGAN:
+    """A tiny BigVGAN (weight norm folded) with random convs and random SnakeBeta coefficients."""
+    from modules.weight_norm import fold_weight_norm
+    torch.manual_seed(3)
+    model = fold_weight_norm(BigVGAN(bigvgan_config("bigvgan_v2_22khz_80band_256x", upsample_initial_channel=128)))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("alpha", "beta")):
+                p.normal_(0.0, 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("length", [29, 400, 1199, 1200])
+def test_stage_in_chunks_equals_the_whole_stage(length):
+    """Each block widened by its halo: chunk edges are invisible, however the chunks fall."""
+    model = random_bigvgan()
+    blocks = model.resblocks[: model.n_resblocks]
+    x = torch.randn(1, blocks[0].convs1[0].in_channels, 1200)
+    with torch.no_grad():
+        whole = model.fuse(blocks, x)
+        chunked = model.fuse_in_chunks(blocks, x, length)
+        torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
+        # the halo is what makes it exact: without it the chunk edges show
+        halos = [b.halo for b in blocks]
+        for b in blocks:
+            b.halo = 0
+        if length < 1200:
+            assert (model.fuse_in_chunks(blocks, x, length) - whole).abs().max() > 1e-3
+        for b, h in zip(blocks, halos):
+            b.halo = h
+
+
+def test_vocoder_output_is_the_same_with_and_without_chunks(monkeypatch):
+    model = random_bigvgan()
+    mel = torch.randn(1, 80, 40) * 0.5 - 4
+    with torch.no_grad():
+        monkeypatch.setattr(BigVGAN, "MIN_CHUNK", 10 ** 9)
+        whole = model(mel)
+        monkeypatch.setattr(BigVGAN, "MIN_CHUNK", 300)
+        monkeypatch.setattr(BigVGAN, "CHUNK_ELEMENTS", 1)
+        chunked = model(mel)
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)

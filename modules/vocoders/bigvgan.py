@@ -118,6 +118,7 @@ class AntiAliasedActivation(nn.Module):
     """
 
     PAD = 3  # edge columns per side of each phase: the phase filters below span offsets -3..+3
+    HALO = 2 * PAD  # input samples each side that one output sample reads (up filter, then down filter)
     TILE_ELEMENTS = 1 << 19
 
     def __init__(self, act: SnakeBeta):
@@ -223,17 +224,16 @@ class PolyphaseConvTranspose1d(nn.ConvTranspose1d):
         if (k, p) != (2 * r, r // 2) or r % 2 or self.output_padding[0] or self.groups != 1 or self.dilation[0] != 1:
             return super().forward(x)
         B, _, L = x.shape
-        c_out, h = self.out_channels, r // 2
-        tap_b = (torch.arange(r) + h) % r                     # per phase s: the tap that multiplies x[j]
-        taps = torch.stack([tap_b + r, tap_b], 1)             # [r, 2]: (A, B) taps, conv order
-        weight = self.weight[:, :, taps.view(-1)].view(-1, c_out, r, 2)      # [Cin, Cout, r, 2]
-        weight = weight.permute(1, 2, 0, 3).reshape(c_out * r, -1, 2)        # [(Cout, s), Cin, 2]
-        bias = None if self.bias is None else self.bias.repeat_interleave(r)
-        z = F.conv1d(x, weight, bias, padding=1).view(B, c_out, r, L + 1)   # [B, Cout, r, L + 1]
-        y = x.new_empty(B, c_out, L, r)
-        y[..., :h] = z[:, :, :h, :L].transpose(2, 3)
-        y[..., h:] = z[:, :, h:, 1:].transpose(2, 3)
-        return y.view(B, c_out, L * r)
+        h = r // 2
+        y = x.new_empty(B, self.out_channels, L, r)
+        # One conv per phase: its [Cout, Cin, 2] weight is a small copy, where all phases at once would copy
+        # the whole weight twice per call (150 MB for the first 44 kHz layer).
+        for s in range(r):
+            tap_b = (s + h) % r                                            # the tap that multiplies x[j]
+            weight = self.weight[:, :, [tap_b + r, tap_b]].transpose(0, 1)  # [Cout, Cin, 2]: (A, B)
+            z = F.conv1d(x, weight, self.bias, padding=1)                  # [B, Cout, L + 1]
+            y[..., s] = z[..., :L] if s < h else z[..., 1:]
+        return y.view(B, self.out_channels, L * r)
 
 
 class AMPBlock(nn.Module):
@@ -247,6 +247,10 @@ class AMPBlock(nn.Module):
         self.convs2 = nn.ModuleList(conv(1) for _ in dilations)
         self.activations = nn.ModuleList(AntiAliasedActivation(SnakeBeta(channels, log_scale))
                                          for _ in range(2 * len(dilations)))
+        # How far (in samples, each side) an output sample reads: per dilation an activation, conv1, an
+        # activation and conv2 (kernel k reaches (k - 1) d / 2).
+        self.halo = sum((kernel_size - 1) * d // 2 + (kernel_size - 1) // 2 + 2 * AntiAliasedActivation.HALO
+                        for d in dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, (c1, c2) in enumerate(zip(self.convs1, self.convs2)):
@@ -289,15 +293,46 @@ class BigVGAN(nn.Module):
         x = self.conv_pre(mel)
         for i, (up,) in enumerate(self.ups):
             x = up(x)
-            first, *others = self.resblocks[i * self.n_resblocks: (i + 1) * self.n_resblocks]
-            fused = first(x)                 # multi-receptive-field fusion: the mean of the blocks' outputs,
-            for block in others:             # summed in place (the same additions in the same order as sum(),
-                fused.add_(block(x))         # one [B, C, T] buffer less at each stage's widest point)
-            x = fused.div_(self.n_resblocks)
+            blocks = self.resblocks[i * self.n_resblocks: (i + 1) * self.n_resblocks]
+            x = self.fuse(blocks, x) if torch.is_grad_enabled() else self.fuse_in_chunks(blocks, x)
         x = self.conv_post(self.activation_post(x))
         if self.use_tanh_at_final:
             return torch.tanh(x)
         return x.clamp(-1.0, 1.0) if clamp else x
+
+    # Without autograd a stage's blocks run over time chunks of about CHUNK_ELEMENTS (channels x samples, at
+    # least MIN_CHUNK samples) so that a chunk's intermediates stay in cache and only the stage's input and
+    # output are ever whole.
+    CHUNK_ELEMENTS = 1 << 20
+    MIN_CHUNK = 8192
+
+    def fuse(self, blocks: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+        """Multi-receptive-field fusion, x [B, C, T] -> [B, C, T]: the mean of the blocks' outputs, summed in
+        place (the same additions in the same order as sum(), one [B, C, T] buffer less)."""
+        first, *others = blocks
+        fused = first(x)
+        for block in others:
+            fused.add_(block(x))
+        return fused.div_(len(blocks))
+
+    def fuse_in_chunks(self, blocks: nn.ModuleList, x: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """`fuse` over chunks of `length` samples. Each block reads its chunk widened by its halo (clipped at the
+        ends of x, where its own padding applies as before), so every output sample sees the inputs it sees in
+        `fuse`: the same sums, equal up to float rounding."""
+        B, C, T = x.shape
+        length = length or max(self.MIN_CHUNK, self.CHUNK_ELEMENTS // (B * C))
+        if length >= T:
+            return self.fuse(blocks, x)
+        out = torch.empty_like(x)
+        for a in range(0, T, length):
+            b = min(T, a + length)
+            target = out[..., a:b]
+            for n, block in enumerate(blocks):
+                lo, hi = max(0, a - block.halo), min(T, b + block.halo)
+                y = block(x[..., lo:hi])[..., a - lo: b - lo]
+                target.copy_(y) if n == 0 else target.add_(y)
+            target.div_(len(blocks))
+        return out
 
 
 def load_bigvgan(model_dir: str | Path | None = None, *, config_path: str | Path | None = None,

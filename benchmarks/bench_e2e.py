@@ -61,8 +61,28 @@ def _seconds(fn) -> float:
 
 
 def _timed(fn, timings: dict, name: str, device=None):
-    """fn, adding its seconds to timings[name]; with a device, synchronised before each clock read."""
+    """fn, adding its seconds to timings[name]; with a device, synchronised before each clock read. A module
+    stays itself (timed by forward hooks), so the engine still sees its weights."""
+    import torch.nn as nn
+
     from modules.devices import synchronize
+
+    if isinstance(fn, nn.Module):
+        started = []
+
+        def before(module, args):
+            if device is not None:
+                synchronize(device)
+            started.append(time.perf_counter())
+
+        def after(module, args, output):
+            if device is not None:
+                synchronize(device)
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - started.pop()
+
+        fn.register_forward_pre_hook(before)
+        fn.register_forward_hook(after)
+        return fn
 
     def wrapper(*args, **kwargs):
         if device is not None:

@@ -32,7 +32,7 @@ from modules.config import MelParams, ModelConfig, load_config, preset_path
 from modules.devices import pick_device, synchronize
 from modules.errors import UserError
 from modules.frontends import Frontends, build_frontends
-from modules.host_memory import keep_freed_host_memory, return_freed_host_memory
+from modules.host_memory import keep_freed_host_memory, release_mapped_weights, return_freed_host_memory
 from modules.model import SeedVCModel
 from modules.precision import autocast_dtype, compile_module
 from modules.resample import resample
@@ -294,6 +294,11 @@ class VoiceConverter:
         report(0.05, "analysing the source")
         cond = self.source_condition(source_wave, ref, settings)
         lap("source")
+        # On the CPU, memory-mapped weights leave RSS while a stage that does not use them runs (see
+        # modules/host_memory.py): the front-ends' during the DiT and vocoder, the DiT's during the vocoder.
+        release_pages = self.device.type == "cpu"
+        if release_pages:
+            release_mapped_weights(m for role, m in self.frontends.modules().items() if role != "vocoder")
 
         plan = ChunkPlan(self.sample_rate, self.mel_params.hop_length, ref.prompt_mel.shape[-1])
         windows = list(plan.windows(cond.shape[1]))
@@ -308,6 +313,8 @@ class VoiceConverter:
                 mel = self.sample_mel(cond[:, start:end], ref, settings, generator=generator, on_step=on_step,
                                       noise=None if chunk_noise is None else chunk_noise[index])
                 lap("dit")
+                if release_pages:
+                    release_mapped_weights([self.model])
                 wave = self.frontends.vocoder(mel, generator=generator).reshape(-1).float().cpu().numpy()
                 lap("vocoder")
                 yield assembler.push(wave, is_last)

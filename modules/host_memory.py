@@ -117,7 +117,7 @@ def release_mapped_weights(modules: Iterable[nn.Module]) -> int:
         return 0
     libc = _c_library()
     released = 0
-    for start, end, path, written_kb in _file_mappings():
+    for start, end, _path, written_kb in _file_mappings():
         if written_kb or not any(lo < end and hi > start for lo, hi in spans):
             continue
         if libc.madvise(ctypes.c_void_p(start), end - start, MADV_DONTNEED) == 0:

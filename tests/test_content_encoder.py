@@ -4,10 +4,10 @@ import math
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
-from pathlib import Path
 
 from modules.content_encoder import load_content_encoder
 from modules.resample import resample

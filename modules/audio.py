@@ -125,21 +125,24 @@ def resample_audio(wave: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarra
     return np.pad(out, (0, size - out.shape[-1])).astype(wave.dtype, copy=False)
 
 
+# Slaney's mel scale: linear below 1 kHz (3 mels per 200 Hz, so 1 kHz is mel 15), logarithmic above (27 steps
+# per factor 6.4)
+SLANEY_HZ_PER_MEL, SLANEY_BREAK_HZ, SLANEY_BREAK_MEL = 200.0 / 3, 1000.0, 15.0
+SLANEY_LOG_STEP = float(np.log(6.4) / 27.0)
+
+
 def _hz_to_mel(hz: np.ndarray, htk: bool) -> np.ndarray:
     if htk:
         return 2595.0 * np.log10(1.0 + hz / 700.0)
-    # Slaney: linear below 1 kHz (3 mels per 200 Hz), logarithmic above (27 steps per factor 6.4)
-    linear = hz / (200.0 / 3)
-    log_part = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
-    return np.where(hz >= 1000.0, log_part, linear)
+    log_part = SLANEY_BREAK_MEL + np.log(np.maximum(hz, 1e-10) / SLANEY_BREAK_HZ) / SLANEY_LOG_STEP
+    return np.where(hz >= SLANEY_BREAK_HZ, log_part, hz / SLANEY_HZ_PER_MEL)
 
 
 def _mel_to_hz(mel: np.ndarray, htk: bool) -> np.ndarray:
     if htk:
         return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
-    linear = mel * (200.0 / 3)
-    log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0))
-    return np.where(mel >= 15.0, log_part, linear)
+    log_part = SLANEY_BREAK_HZ * np.exp(SLANEY_LOG_STEP * (mel - SLANEY_BREAK_MEL))
+    return np.where(mel >= SLANEY_BREAK_MEL, log_part, mel * SLANEY_HZ_PER_MEL)
 
 
 def mel_filters(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None,
@@ -150,11 +153,10 @@ def mel_filters(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float
     bins = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)                                   # [F] Hz
     edges = _mel_to_hz(np.linspace(_hz_to_mel(np.asarray(fmin, dtype=np.float64), htk),
                                    _hz_to_mel(np.asarray(fmax, dtype=np.float64), htk), n_mels + 2), htk)
-    widths = np.diff(edges)                                                       # [n_mels + 1]
+    widths = np.diff(edges)[:, None]                                              # [n_mels + 1, 1]
     ramps = edges[:, None] - bins[None, :]                                        # [n_mels + 2, F]
-    weights = np.zeros((n_mels, bins.size), dtype=np.float32)
-    for i in range(n_mels):
-        weights[i] = np.maximum(0.0, np.minimum(-ramps[i] / widths[i], ramps[i + 2] / widths[i + 1]))
+    rising, falling = -ramps[:-2] / widths[:-1], ramps[2:] / widths[1:]           # [n_mels, F] each
+    weights = np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
     weights *= (2.0 / (edges[2: n_mels + 2] - edges[:n_mels]))[:, None]           # equal area per filter
     return weights
 

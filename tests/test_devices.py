@@ -69,6 +69,9 @@ def test_conversion_on_simulated_device(device, kind, configs, clips, monkeypatc
         if text.endswith(f"step 1/{STEPS}") or text.endswith(f"step {STEPS}/{STEPS}"):
             snapshots[text.rsplit(" ", 1)[-1]] = Counter(sim.events)
 
+    from modules import pipeline
+    released = []   # mapped-weight release is for host memory: never on a GPU, whose weights are not mapped
+    monkeypatch.setattr(pipeline, "release_mapped_weights", lambda modules: released.append(list(modules)) or 0)
     with simulated_device(device) as sim:
         converter = build_converter(configs[kind], device=device)
         assert converter.device.type == device
@@ -80,6 +83,7 @@ def test_conversion_on_simulated_device(device, kind, configs, clips, monkeypatc
     assert not [event for event in during if event[0].startswith(("sync", "D2H", "H2D"))], sim.report()
     fp16_autocast = [what for what, _ in sim.events if what.startswith(f"autocast({device}, float16, enabled=True")]
     assert bool(fp16_autocast) == (device == "cuda"), sim.report()
+    assert released == []
 
 
 def test_engine_moves_its_model_and_names_a_front_end_off_its_device(configs):

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from modules.audio import FRONTEND_RATE
 from modules.config import CONTENT_ENCODER_TYPES
+from modules.linear import Linear
 
 FRAME_RATE = 50                  # feature frames per second (hop 320 at 16 kHz)
 WINDOW_SECONDS = 30
@@ -33,13 +34,13 @@ class WhisperEncoderLayer(nn.Module):
         super().__init__()
         self.n_heads = n_heads
         self.self_attn = nn.Module()
-        self.self_attn.q_proj = nn.Linear(dim, dim)
-        self.self_attn.k_proj = nn.Linear(dim, dim, bias=False)
-        self.self_attn.v_proj = nn.Linear(dim, dim)
-        self.self_attn.out_proj = nn.Linear(dim, dim)
+        self.self_attn.q_proj = Linear(dim, dim)
+        self.self_attn.k_proj = Linear(dim, dim, bias=False)
+        self.self_attn.v_proj = Linear(dim, dim)
+        self.self_attn.out_proj = Linear(dim, dim)
         self.self_attn_layer_norm = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, ffn_dim)
-        self.fc2 = nn.Linear(ffn_dim, dim)
+        self.fc1 = Linear(dim, ffn_dim)
+        self.fc2 = Linear(ffn_dim, dim)
         self.final_layer_norm = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor, queries: int | None = None) -> torch.Tensor:

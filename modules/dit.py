@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from modules.config import DiTConfig, WaveNetConfig
 from modules.length_regulator import sequence_mask
+from modules.linear import Linear
 from modules.wavenet import WaveNet
 from modules.weight_norm import legacy_weight_norm
 
@@ -44,7 +45,7 @@ class AdaptiveRMSNorm(nn.Module):
 
     def __init__(self, dim: int, eps: float = 1e-5):
         super().__init__()
-        self.project_layer = nn.Linear(dim, 2 * dim)
+        self.project_layer = Linear(dim, 2 * dim)
         self.norm = RMSNorm(dim, eps)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
@@ -86,8 +87,8 @@ class Attention(nn.Module):
         super().__init__()
         self.n_heads = n_heads
         self.head_dim = dim // n_heads
-        self.wqkv = nn.Linear(dim, 3 * dim, bias=False)
-        self.wo = nn.Linear(dim, dim, bias=False)
+        self.wqkv = Linear(dim, 3 * dim, bias=False)
+        self.wo = Linear(dim, dim, bias=False)
 
     def forward(self, x: torch.Tensor, rope: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         """x [B, T, D], key_mask bool [B, 1, 1, T] (True = attend) -> [B, T, D]."""
@@ -106,9 +107,9 @@ class FeedForward(nn.Module):
 
     def __init__(self, dim: int, hidden: int):
         super().__init__()
-        self.w1 = nn.Linear(dim, hidden, bias=False)
-        self.w3 = nn.Linear(dim, hidden, bias=False)
-        self.w2 = nn.Linear(hidden, dim, bias=False)
+        self.w1 = Linear(dim, hidden, bias=False)
+        self.w3 = Linear(dim, hidden, bias=False)
+        self.w2 = Linear(hidden, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():
@@ -126,7 +127,7 @@ class TransformerBlock(nn.Module):
         self.attention_norm = AdaptiveRMSNorm(dim)
         if uvit_skip:
             # Every block carries this projection (official key layout); only the second half uses it.
-            self.skip_in_linear = nn.Linear(2 * dim, dim)
+            self.skip_in_linear = Linear(2 * dim, dim)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None, rope: torch.Tensor, key_mask: torch.Tensor,
                 skip: torch.Tensor | None = None) -> torch.Tensor:
@@ -165,7 +166,7 @@ class TimestepEmbedder(nn.Module):
 
     def __init__(self, dim: int, n_freq: int = 256):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(n_freq, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.mlp = nn.Sequential(Linear(n_freq, dim), nn.SiLU(), Linear(dim, dim))
         half = n_freq // 2
         self.register_buffer("freqs", torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half))
 
@@ -180,8 +181,8 @@ class FinalLayer(nn.Module):
     def __init__(self, dim: int, out_dim: int):
         super().__init__()
         self.norm_final = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.linear = legacy_weight_norm(nn.Linear(dim, out_dim))
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+        self.linear = legacy_weight_norm(Linear(dim, out_dim))
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), Linear(dim, 2 * dim))
 
     def forward(self, x: torch.Tensor, time_emb: torch.Tensor) -> torch.Tensor:
         shift, scale = self.adaLN_modulation(time_emb).chunk(2, dim=1)
@@ -204,28 +205,28 @@ class DiT(nn.Module):
         self.transformer = Transformer(D, cfg.num_heads, cfg.depth, cfg.uvit_skip_connection, self.time_as_token)
         # x_embedder, cond_embedder and content_mask_embedder are never used in v1 forward; they exist so
         # official checkpoints load strictly.
-        self.x_embedder = legacy_weight_norm(nn.Linear(C, D))
+        self.x_embedder = legacy_weight_norm(Linear(C, D))
         self.cond_embedder = nn.Embedding(cfg.content_codebook_size, D)
-        self.cond_projection = nn.Linear(cfg.content_dim, D)
+        self.cond_projection = Linear(cfg.content_dim, D)
         self.t_embedder = TimestepEmbedder(D)
         self.register_buffer("input_pos", torch.arange(OFFICIAL_MAX_POSITIONS))
         if self.final_layer_type == "wavenet":
             H = wavenet.hidden_dim
             self.t_embedder2 = TimestepEmbedder(H)
-            self.conv1 = nn.Linear(D, H)
+            self.conv1 = Linear(D, H)
             self.conv2 = nn.Conv1d(H, C, 1)
             self.wavenet = WaveNet(H, wavenet.kernel_size, wavenet.dilation_rate, wavenet.num_layers, gin_channels=H,
                                    p_dropout=wavenet.p_dropout)
             self.final_layer = FinalLayer(H, H)
-            self.res_projection = nn.Linear(D, H)
+            self.res_projection = Linear(D, H)
         else:
-            self.final_mlp = nn.Sequential(nn.Linear(D, D), nn.SiLU(), nn.Linear(D, C))
+            self.final_mlp = nn.Sequential(Linear(D, D), nn.SiLU(), Linear(D, C))
         self.content_mask_embedder = nn.Embedding(1, D)
-        self.skip_linear = nn.Linear(D + C, D)  # the long skip; present (unused) when it is off
+        self.skip_linear = Linear(D + C, D)  # the long skip; present (unused) when it is off
         style_per_frame = style_dim if self.style_condition and not self.style_as_token else 0
-        self.cond_x_merge_linear = nn.Linear(D + 2 * C + style_per_frame, D)
+        self.cond_x_merge_linear = Linear(D + 2 * C + style_per_frame, D)
         if self.style_as_token:
-            self.style_in = nn.Linear(style_dim, D)
+            self.style_in = Linear(style_dim, D)
 
     def forward(self, x: torch.Tensor, prompt_x: torch.Tensor, x_lens: torch.Tensor, t: torch.Tensor,
                 style: torch.Tensor, cond: torch.Tensor, drop_condition: bool | None = None) -> torch.Tensor:

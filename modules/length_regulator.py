@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from modules.config import LengthRegulatorConfig
+from modules.linear import Linear
 
 # F0 quantisation range (Hz), mapped on the mel scale to bins 1..n_bins-1; bin 1 also means unvoiced.
 F0_MIN_HZ, F0_MAX_HZ = 50.0, 1100.0
@@ -58,7 +59,7 @@ class LengthRegulator(nn.Module):
         if f0_condition:
             self.f0_embedding = nn.Embedding(n_f0_bins, channels)
             self.f0_mask = nn.Parameter(torch.zeros(1, channels))  # added when no F0 is given
-        self.content_in_proj = nn.Linear(in_channels, channels)
+        self.content_in_proj = Linear(in_channels, channels)
 
     def forward(self, content: torch.Tensor, ylens: torch.Tensor, f0: torch.Tensor | None = None) -> torch.Tensor:
         """content [B, T_c, in_channels], ylens [B] target mel lengths, f0 [B, T_f0] Hz or None

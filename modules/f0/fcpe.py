@@ -22,6 +22,7 @@ import torch.nn as nn
 from modules.audio import FRONTEND_RATE, mel_spectrogram
 from modules.config import MelParams
 from modules.f0.common import HOP_LENGTH, F0Extractor, F0WeightsError, as_wave, load_strict, n_f0_frames, read_weights
+from modules.linear import Linear
 from modules.weight_norm import fold_weight_norm, legacy_weight_norm
 
 BUNDLED_FILE = "assets/fcpe_c_v001.pt"  # inside the installed torchfcpe package
@@ -120,7 +121,7 @@ class FCPENet(nn.Module):
         )
         self.net = ConformerStack(dim, n_layers)
         self.norm = nn.LayerNorm(dim)
-        self.output_proj = legacy_weight_norm(nn.Linear(dim, n_bins))
+        self.output_proj = legacy_weight_norm(Linear(dim, n_bins))
         # Both buffers come with the checkpoint; the defaults here are what it stores (cents above 10 Hz).
         cents = lambda hz: 1200.0 * float(np.log2(hz / 10.0))  # noqa: E731
         self.register_buffer("cent_table", torch.linspace(cents(f0_min), cents(f0_max), n_bins))

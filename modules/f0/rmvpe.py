@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from modules.audio import FRONTEND_RATE, mel_filters
 from modules.f0.common import HOP_LENGTH, F0Extractor, as_wave, load_strict, read_weights
+from modules.linear import Linear
 
 N_MELS = 128
 N_FFT = 1024
@@ -189,7 +190,7 @@ class E2E(nn.Module):
         self.unet = DeepUnet(n_blocks, kernel_size)
         self.cnn = nn.Conv2d(16, 3, 3, padding=1)
         # Index 2 would be the (inactive at inference) dropout of the training code; it has no weights.
-        self.fc = nn.Sequential(BiGRU(3 * N_MELS, 256, n_gru), nn.Linear(512, N_BINS), nn.Sigmoid())
+        self.fc = nn.Sequential(BiGRU(3 * N_MELS, 256, n_gru), Linear(512, N_BINS), nn.Sigmoid())
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = mel.transpose(1, 2)[:, None]         # [B, 1, T, 128]: time is the image height

@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
+from modules.linear import Linear
 from modules.weight_norm import fold_weight_norm, legacy_weight_norm
 from modules.weights import load_state_strict, read_weights
 
@@ -68,7 +69,7 @@ class HarmonicSource(nn.Module):
         self.sine_amp = sine_amp
         self.noise_std = noise_std
         self.voiced_threshold = voiced_threshold
-        self.l_linear = nn.Linear(n_harmonics + 1, 1)
+        self.l_linear = Linear(n_harmonics + 1, 1)
 
     def forward(self, f0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         B, _, N = f0.shape
@@ -95,7 +96,7 @@ class ConvRNNF0Predictor(nn.Module):
             layers += [legacy_weight_norm(nn.Conv1d(in_channels if i == 0 else cond_channels, cond_channels, 3,
                                                     padding=1)), nn.ELU()]
         self.condnet = nn.Sequential(*layers)
-        self.classifier = nn.Linear(cond_channels, num_class)
+        self.classifier = Linear(cond_channels, num_class)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         return torch.abs(self.classifier(self.condnet(mel).transpose(1, 2)).squeeze(-1))

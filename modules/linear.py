@@ -1,0 +1,99 @@
+"""Linear layers whose fp32 products on the CPU run on oneDNN instead of the BLAS torch calls by default.
+
+torch sends an fp32 `F.linear` on the CPU to MKL's sgemm. On this project's CPU (AMD EPYC, 2 threads) MKL
+reaches 130-150 GFLOP/s on the DiT's shapes ([2584, 768] x [768, 2304] and the like) where oneDNN's matmul,
+which torch already uses for its convolutions and for bf16, reaches 180-200 (benchmarks/bench_e2e.py prints
+both rates). Both are exact fp32 arithmetic; only the summation order differs (|error| against float64 of
+the same order, ~1e-6 relative).
+
+`Linear` is `nn.Linear` with the same parameters and state-dict keys; it takes the oneDNN route only for fp32
+CPU tensors outside autocast and torch.compile, and keeps autograd (the input's gradient also runs on oneDNN;
+the weight's stays on the BLAS, which is faster for that transposed product). Everything else, including
+every GPU, goes to `F.linear` unchanged. The route is fixed by the tensors alone, never by timing, so a run and
+its resume use the same arithmetic. Set SEEDVC_CPU_LINEAR=blas to use torch's default route instead.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+BACKEND_ENV = "SEEDVC_CPU_LINEAR"
+
+
+def _onednn_linear_op():
+    """The oneDNN linear kernel torch ships (the one inductor uses), or None when this build lacks it."""
+    if os.environ.get(BACKEND_ENV, "onednn").lower() == "blas" or not torch.backends.mkldnn.is_available():
+        return None
+    op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+    try:  # the op is internal to torch: check it works before relying on it
+        probe = op(torch.ones(2, 3), torch.ones(4, 3), torch.zeros(4), "none", [], "")
+    except Exception:  # noqa: BLE001 - any failure means "not usable here"
+        return None
+    return op if probe.shape == (2, 4) and bool((probe == 3).all()) else None
+
+
+_ONEDNN_LINEAR = _onednn_linear_op()
+
+
+def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return _ONEDNN_LINEAR(x, weight, bias, "none", [], "")
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _onednn(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _onednn(grad_y, weight.t(), None)                     # [..., N] x [N, K] -> [..., K]
+        if ctx.needs_input_grad[1] or (ctx.has_bias and ctx.needs_input_grad[2]):
+            grad_y2 = grad_y.reshape(-1, grad_y.shape[-1])                 # [M, N]
+            if ctx.needs_input_grad[1]:
+                grad_w = grad_y2.t().mm(x.reshape(-1, x.shape[-1]))        # [N, M] x [M, K] -> [N, K]
+            if ctx.has_bias and ctx.needs_input_grad[2]:
+                grad_b = grad_y2.sum(0)
+        return grad_x, grad_w, grad_b
+
+
+def uses_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether `linear(x, weight)` takes the oneDNN route (fp32 CPU tensors, no autocast, not compiling)."""
+    return (_ONEDNN_LINEAR is not None and x.device.type == "cpu" and x.dtype == torch.float32
+            and weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+            and not torch.compiler.is_compiling())
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear, x [..., K], weight [N, K], bias [N] -> [..., N], through oneDNN where `uses_onednn`."""
+    if not uses_onednn(x, weight) or (bias is not None and bias.dtype != torch.float32):
+        return F.linear(x, weight, bias)
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                    or (bias is not None and bias.requires_grad)):
+        return _OneDNNLinear.apply(x, weight, bias)
+    return _onednn(x, weight, bias)
+
+
+class Linear(nn.Linear):
+    """nn.Linear (same parameters and keys) computed by `linear`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)
+
+
+def _linear_flops(x_shape, weight_shape, *args, **kwargs) -> int:
+    rows = 1
+    for size in x_shape[:-1]:
+        rows *= size
+    return 2 * rows * x_shape[-1] * weight_shape[0]
+
+
+# For torch.utils.flop_counter.FlopCounterMode(custom_mapping=...), which knows only aten's own products.
+FLOP_FORMULAS = {torch.ops.mkldnn._linear_pointwise: _linear_flops} if _ONEDNN_LINEAR is not None else {}

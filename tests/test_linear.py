@@ -1,0 +1,124 @@
+"""modules/linear.py: fp32 CPU linear layers on oneDNN give nn.Linear's numbers, gradients and keys."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from modules.linear import FLOP_FORMULAS, Linear, linear, uses_onednn
+
+ROOT = Path(__file__).resolve().parents[1]
+ONEDNN = torch.backends.mkldnn.is_available() and os.environ.get("SEEDVC_CPU_LINEAR", "onednn") != "blas"
+
+
+class _Ops(TorchDispatchMode):
+    """Records the names of the kernels that run."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def _pair(in_features: int, out_features: int, bias: bool) -> tuple[nn.Linear, Linear]:
+    torch.manual_seed(0)
+    reference = nn.Linear(in_features, out_features, bias=bias)
+    ours = Linear(in_features, out_features, bias=bias)
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    return reference, ours
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_forward_and_gradients_match_nn_linear(bias):
+    reference, ours = _pair(96, 160, bias)
+    x = torch.randn(2, 37, 96, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    y, y_ref = ours(x), reference(x_ref)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    upstream = torch.randn_like(y)
+    y.backward(upstream)
+    y_ref.backward(upstream)
+    torch.testing.assert_close(x.grad, x_ref.grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours.weight.grad, reference.weight.grad, atol=1e-4, rtol=1e-5)
+    if bias:
+        torch.testing.assert_close(ours.bias.grad, reference.bias.grad, atol=1e-4, rtol=1e-5)
+
+
+def test_frozen_input_or_frozen_weight_gradients():
+    reference, ours = _pair(32, 48, True)
+    ours.weight.requires_grad_(False)
+    reference.weight.requires_grad_(False)
+    x = torch.randn(5, 32, requires_grad=True)
+    ours(x).sum().backward()
+    expected = torch.autograd.grad(reference(x).sum(), x)[0]
+    torch.testing.assert_close(x.grad, expected, atol=1e-5, rtol=1e-5)
+    assert ours.weight.grad is None and ours.bias.grad is not None
+    # only the parameters need gradients (the first layer of a model): the input's is never computed
+    ours.weight.requires_grad_(True)
+    ours(torch.randn(5, 32)).sum().backward()
+    assert ours.weight.grad is not None
+
+
+def test_strided_input_and_repeatable_output():
+    _, ours = _pair(64, 24, True)
+    x = torch.randn(3, 64, 50).transpose(1, 2)              # [3, 50, 64], not contiguous
+    with torch.no_grad():
+        first = ours(x)
+        torch.testing.assert_close(first, nn.functional.linear(x, ours.weight, ours.bias), atol=1e-5, rtol=1e-5)
+        assert all(torch.equal(ours(x), first) for _ in range(3))
+
+
+@pytest.mark.skipif(not ONEDNN, reason="this torch build has no oneDNN (or SEEDVC_CPU_LINEAR=blas)")
+def test_route_onednn_for_fp32_cpu_and_default_under_autocast():
+    _, ours = _pair(64, 64, True)
+    x = torch.randn(8, 64)
+    assert uses_onednn(x, ours.weight)
+    with torch.no_grad(), _Ops() as ops:
+        ours(x)
+    assert any("mkldnn._linear_pointwise" in n for n in ops.names), ops.names
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not uses_onednn(x, ours.weight)
+        assert ours(x).dtype == torch.bfloat16                # autocast still applies
+    with torch.no_grad():
+        assert ours.double()(x.double()).dtype == torch.float64   # other dtypes: torch's own route
+    counter = FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS)
+    with torch.no_grad(), counter:
+        linear(torch.randn(4, 6, 64), torch.randn(32, 64))
+    assert counter.get_total_flops() == 2 * 4 * 6 * 64 * 32
+
+
+def test_blas_route_by_environment():
+    code = ("import torch; from torch.utils._python_dispatch import TorchDispatchMode\n"
+            "from modules.linear import Linear, uses_onednn\n"
+            "seen = []\n"
+            "class Ops(TorchDispatchMode):\n"
+            "    def __torch_dispatch__(self, f, t, a=(), k=None):\n"
+            "        seen.append(str(f)); return f(*a, **(k or {}))\n"
+            "layer = Linear(8, 4); x = torch.randn(3, 8)\n"
+            "with torch.no_grad(), Ops(): layer(x)\n"
+            "assert not uses_onednn(x, layer.weight) and not any('mkldnn' in s for s in seen), seen\n")
+    env = {**os.environ, "SEEDVC_CPU_LINEAR": "blas", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_keys_and_meta_build_as_nn_linear():
+    reference, _ = _pair(16, 8, True)
+    with torch.device("meta"):
+        ours = Linear(16, 8)
+    assert ours.state_dict().keys() == reference.state_dict().keys()
+    ours.load_state_dict(reference.state_dict(), assign=True, strict=True)
+    x = torch.randn(2, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), atol=1e-6, rtol=1e-6)
+    assert isinstance(ours, nn.Linear)

@@ -20,12 +20,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from modules.errors import UserError
+
 BACKEND_ENV = "SEEDVC_CPU_LINEAR"
+BACKENDS = ("onednn", "blas")
 
 
 def _onednn_linear_op():
-    """The oneDNN linear kernel torch ships (the one inductor uses), or None when this build lacks it."""
-    if os.environ.get(BACKEND_ENV, "onednn").lower() == "blas" or not torch.backends.mkldnn.is_available():
+    """The oneDNN linear kernel torch ships (the one inductor uses), or None when this build lacks it or
+    SEEDVC_CPU_LINEAR=blas asks for torch's default route."""
+    backend = os.environ.get(BACKEND_ENV, "onednn").strip().lower()
+    if backend not in BACKENDS:
+        raise UserError(f"{BACKEND_ENV}={os.environ[BACKEND_ENV]!r} is not one of {', '.join(BACKENDS)}; "
+                        f"unset it for oneDNN, or set it to blas for torch's default route")
+    if backend == "blas" or not torch.backends.mkldnn.is_available():
         return None
     op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
     try:  # the op is internal to torch: check it works before relying on it
@@ -64,16 +72,17 @@ class _OneDNNLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
-def uses_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether `linear(x, weight)` takes the oneDNN route (fp32 CPU tensors, no autocast, not compiling)."""
-    return (_ONEDNN_LINEAR is not None and x.device.type == "cpu" and x.dtype == torch.float32
-            and weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
-            and not torch.compiler.is_compiling())
+def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
+    """Whether `linear(x, weight, bias)` takes the oneDNN route (fp32 CPU tensors, no autocast, not compiling)."""
+    return (_ONEDNN_LINEAR is not None and not torch.is_autocast_enabled("cpu")
+            and not torch.compiler.is_compiling()
+            and all(t.device.type == "cpu" and t.dtype == torch.float32
+                    for t in (x, weight) + (() if bias is None else (bias,))))
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """F.linear, x [..., K], weight [N, K], bias [N] -> [..., N], through oneDNN where `uses_onednn`."""
-    if not uses_onednn(x, weight) or (bias is not None and bias.dtype != torch.float32):
+    if not uses_onednn(x, weight, bias):
         return F.linear(x, weight, bias)
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                     or (bias is not None and bias.requires_grad)):

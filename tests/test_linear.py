@@ -122,3 +122,11 @@ def test_keys_and_meta_build_as_nn_linear():
     with torch.no_grad():
         torch.testing.assert_close(ours(x), reference(x), atol=1e-6, rtol=1e-6)
     assert isinstance(ours, nn.Linear)
+
+
+def test_unknown_backend_in_environment_is_named():
+    env = {**os.environ, "SEEDVC_CPU_LINEAR": "mkl", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", "import modules.linear"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0
+    assert "SEEDVC_CPU_LINEAR='mkl' is not one of onednn, blas" in result.stderr, result.stderr

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from modules.conv import Conv1d
 from modules.weight_norm import fold_weight_norm_state, legacy_weight_norm
 from modules.weights import assign_state, build_empty, check_state_strict, read_weights
 
@@ -241,8 +242,8 @@ class AMPBlock(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int, dilations: list[int], log_scale: bool):
         super().__init__()
-        conv = lambda d: legacy_weight_norm(nn.Conv1d(channels, channels, kernel_size, dilation=d,
-                                                      padding=(kernel_size * d - d) // 2))
+        conv = lambda d: legacy_weight_norm(Conv1d(channels, channels, kernel_size, dilation=d,
+                                                   padding=(kernel_size * d - d) // 2))
         self.convs1 = nn.ModuleList(conv(d) for d in dilations)
         self.convs2 = nn.ModuleList(conv(1) for _ in dilations)
         self.activations = nn.ModuleList(AntiAliasedActivation(SnakeBeta(channels, log_scale))

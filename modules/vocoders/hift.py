@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
+from modules.conv import Conv1d
 from modules.linear import Linear
 from modules.weight_norm import fold_weight_norm, legacy_weight_norm
 from modules.weights import load_state_strict, read_weights
@@ -44,8 +45,8 @@ class Snake(nn.Module):
 class ResBlock(nn.Module):
     def __init__(self, channels: int, kernel_size: int, dilations: list[int]):
         super().__init__()
-        conv = lambda d: legacy_weight_norm(nn.Conv1d(channels, channels, kernel_size, dilation=d,
-                                                      padding=(kernel_size * d - d) // 2))
+        conv = lambda d: legacy_weight_norm(Conv1d(channels, channels, kernel_size, dilation=d,
+                                                   padding=(kernel_size * d - d) // 2))
         self.convs1 = nn.ModuleList(conv(d) for d in dilations)
         self.convs2 = nn.ModuleList(conv(1) for _ in dilations)
         self.activations1 = nn.ModuleList(Snake(channels) for _ in dilations)

@@ -38,10 +38,11 @@ def xlsr_300m():
 def content_encoder(kind: str, device: str, fp16: bool = True):
     """The preset's content encoder at full size: `whisper` (small, encoder only) or `xlsr` (12 layers);
     fp16 on CUDA unless fp16=False."""
-    from modules.content_encoder import ContentEncoder
-    if kind == "whisper":
-        model, extractor = whisper_small()
-        del model.decoder
+    from modules.content_encoder import ContentEncoder, WhisperEncoder
+    if kind == "whisper":  # this project's encoder, as load_content_encoder builds it, with the random weights
+        whisper, extractor = whisper_small()
+        model = WhisperEncoder.from_config(whisper.config)
+        model.load_state_dict(whisper.encoder.state_dict(), strict=True)
     else:
         model, extractor = xlsr_300m()
         model.encoder.layers = model.encoder.layers[:12]

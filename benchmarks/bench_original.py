@@ -170,18 +170,21 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2, help="alternating (original, ours) process pairs")
     parser.add_argument("--repeat", type=int, default=2, help="conversions per process")
     parser.add_argument("--work", type=Path, help="folder for the weights and outputs (default: a temporary one)")
-    parser.add_argument("--side", choices=("original", "ours"), help=argparse.SUPPRESS)   # child process
+    # child processes: one writes the weights and inputs, the others time one side each
+    parser.add_argument("--side", choices=("prepare", "original", "ours"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     original = args.original.resolve()
     check_original(original)
+    if args.side == "prepare":
+        prepare(original, args.work)
+        return
     if args.side:
         print(json.dumps(run_side(args.side, original, args.work, args.repeat)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         work = (args.work or Path(tmp)).resolve()
-        subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); "
-                        f"import bench_original as b; from pathlib import Path; "
-                        f"b.prepare(Path({str(original)!r}), Path({str(work)!r}))"], check=True)
+        subprocess.run([sys.executable, __file__, "--original", str(original), "--work", str(work),
+                        "--side", "prepare"], check=True)
         runs = {"original": {s: [] for s in STAGES}, "ours": {s: [] for s in STAGES}}
         for pair in range(args.pairs):
             for side in ("original", "ours"):

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from modules.errors import UserError
+from modules.devices import cpu_route_from_environment, eager_fp32_cpu
 
 ROUTE_ENV = "SEEDVC_CPU_CONV"
 ROUTES = ("dft", "direct")
@@ -41,15 +40,8 @@ MIN_OUTPUTS = 2048      # fewer output samples do not amortise the weight transf
 WORKSPACE = 1 << 23     # floats of transformed weights held at once (32 MiB)
 
 
-def _route_from_environment() -> str:
-    route = os.environ.get(ROUTE_ENV, "dft").strip().lower()
-    if route not in ROUTES:
-        raise UserError(f"{ROUTE_ENV}={os.environ[ROUTE_ENV]!r} is not one of {', '.join(ROUTES)}; "
-                        f"unset it for the DFT route, or set it to direct for torch's convolution")
-    return route
-
-
-ROUTE = _route_from_environment()
+ROUTE = cpu_route_from_environment(ROUTE_ENV, ROUTES,
+                                   "unset it for the DFT route, or set it to direct for torch's convolution")
 
 
 @functools.lru_cache(maxsize=None)
@@ -151,16 +143,13 @@ def dft_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
 
 def uses_dft(conv: nn.Conv1d, x: torch.Tensor) -> bool:
     """Whether `conv(x)` takes the DFT route: see the module docstring for when."""
-    weight, bias = conv.weight, conv.bias
     return (ROUTE == "dft" and conv.kernel_size[0] >= MIN_KERNEL
             and conv.kernel_size[0] * conv.in_channels >= MIN_KERNEL_CHANNELS
             and conv.stride == (1,) and conv.groups == 1 and conv.padding_mode == "zeros"
             and isinstance(conv.padding, tuple) and x.dim() == 3
             and x.shape[-1] + 2 * conv.padding[0] - conv.dilation[0] * (conv.kernel_size[0] - 1) >= MIN_OUTPUTS
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
-            and all(t.device.type == "cpu" and t.dtype == torch.float32
-                    for t in (x, weight) + (() if bias is None else (bias,))))
+            and not (torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad))
+            and eager_fp32_cpu(x, conv.weight, conv.bias))
 
 
 class Conv1d(nn.Conv1d):

@@ -8,7 +8,11 @@
 """
 from __future__ import annotations
 
+import os
+
 import torch
+
+from modules.errors import UserError
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -38,3 +42,19 @@ def synchronize(device: torch.device) -> None:
 def peak_memory_bytes(device: torch.device) -> int | None:
     """Peak bytes allocated by tensors on a CUDA device since the last reset; None elsewhere."""
     return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+
+
+def cpu_route_from_environment(variable: str, routes: tuple[str, ...], advice: str) -> str:
+    """The CPU kernel route `variable` asks for (its first value, `routes[0]`, when unset); any other value is
+    refused by name, with `advice` on what to set instead."""
+    route = os.environ.get(variable, routes[0]).strip().lower()
+    if route not in routes:
+        raise UserError(f"{variable}={os.environ[variable]!r} is not one of {', '.join(routes)}; {advice}")
+    return route
+
+
+def eager_fp32_cpu(*tensors: torch.Tensor | None) -> bool:
+    """Whether all given tensors (None skipped) are fp32 on the CPU, outside autocast and torch.compile: where
+    this project's own CPU kernel routes (modules/linear.py, modules/conv.py) may replace torch's."""
+    return (not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
+            and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors if t is not None))

@@ -14,13 +14,11 @@ its resume use the same arithmetic. Set SEEDVC_CPU_LINEAR=blas to use torch's de
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from modules.errors import UserError
+from modules.devices import cpu_route_from_environment, eager_fp32_cpu
 
 BACKEND_ENV = "SEEDVC_CPU_LINEAR"
 BACKENDS = ("onednn", "blas")
@@ -29,10 +27,8 @@ BACKENDS = ("onednn", "blas")
 def _onednn_linear_op():
     """The oneDNN linear kernel torch ships (the one inductor uses), or None when this build lacks it or
     SEEDVC_CPU_LINEAR=blas asks for torch's default route."""
-    backend = os.environ.get(BACKEND_ENV, "onednn").strip().lower()
-    if backend not in BACKENDS:
-        raise UserError(f"{BACKEND_ENV}={os.environ[BACKEND_ENV]!r} is not one of {', '.join(BACKENDS)}; "
-                        f"unset it for oneDNN, or set it to blas for torch's default route")
+    backend = cpu_route_from_environment(BACKEND_ENV, BACKENDS,
+                                         "unset it for oneDNN, or set it to blas for torch's default route")
     if backend == "blas" or not torch.backends.mkldnn.is_available():
         return None
     op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
@@ -74,10 +70,7 @@ class _OneDNNLinear(torch.autograd.Function):
 
 def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
     """Whether `linear(x, weight, bias)` takes the oneDNN route (fp32 CPU tensors, no autocast, not compiling)."""
-    return (_ONEDNN_LINEAR is not None and not torch.is_autocast_enabled("cpu")
-            and not torch.compiler.is_compiling()
-            and all(t.device.type == "cpu" and t.dtype == torch.float32
-                    for t in (x, weight) + (() if bias is None else (bias,))))
+    return _ONEDNN_LINEAR is not None and eager_fp32_cpu(x, weight, bias)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

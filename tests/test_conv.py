@@ -10,27 +10,15 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import modules.conv as conv
 from modules.conv import Conv1d, dft_conv1d, transforms, uses_dft
 from modules.vocoders.bigvgan import BigVGAN
+from op_recorder import OpRecorder
 from tiny import bigvgan_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DFT = os.environ.get(conv.ROUTE_ENV, "dft") == "dft"
-
-
-class _Ops(TorchDispatchMode):
-    """Records the names of the kernels that run."""
-
-    def __init__(self):
-        super().__init__()
-        self.names: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.append(str(func))
-        return func(*args, **(kwargs or {}))
 
 
 def _max_error(y: torch.Tensor, reference: torch.Tensor) -> float:
@@ -96,7 +84,7 @@ def test_conv1d_takes_the_dft_route_for_wide_long_inference():
     x = torch.randn(1, 256, 4096)
     with torch.inference_mode():
         assert uses_dft(layer, x)
-        with _Ops() as ops:
+        with OpRecorder() as ops:
             y = layer(x)
         reference = F.conv1d(x.double(), layer.weight.double(), layer.bias.double(), padding=15, dilation=3)
         direct = nn.Conv1d.forward(layer, x)

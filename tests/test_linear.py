@@ -9,25 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from modules.linear import FLOP_FORMULAS, Linear, linear, uses_onednn
+from op_recorder import OpRecorder
 
 ROOT = Path(__file__).resolve().parents[1]
 ONEDNN = torch.backends.mkldnn.is_available() and os.environ.get("SEEDVC_CPU_LINEAR", "onednn") != "blas"
-
-
-class _Ops(TorchDispatchMode):
-    """Records the names of the kernels that run."""
-
-    def __init__(self):
-        super().__init__()
-        self.names: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.append(str(func))
-        return func(*args, **(kwargs or {}))
 
 
 def _pair(in_features: int, out_features: int, bias: bool) -> tuple[nn.Linear, Linear]:
@@ -83,7 +71,7 @@ def test_route_onednn_for_fp32_cpu_and_default_under_autocast():
     _, ours = _pair(64, 64, True)
     x = torch.randn(8, 64)
     assert uses_onednn(x, ours.weight)
-    with torch.no_grad(), _Ops() as ops:
+    with torch.no_grad(), OpRecorder() as ops:
         ours(x)
     assert any("mkldnn._linear_pointwise" in n for n in ops.names), ops.names
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):

@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
+from pathlib import Path
 
 import torch
 
@@ -42,6 +44,23 @@ def synchronize(device: torch.device) -> None:
 def peak_memory_bytes(device: torch.device) -> int | None:
     """Peak bytes allocated by tensors on a CUDA device since the last reset; None elsewhere."""
     return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+
+
+@lru_cache(maxsize=1)
+def cpu_info() -> dict[str, str]:
+    """The first processor's fields in Linux /proc/cpuinfo ({"vendor_id": "GenuineIntel", "flags": "...", ...});
+    {} where there is no such file (macOS, Windows)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    info: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break   # the end of the first processor's block
+        key, _, value = line.partition(":")
+        info[key.strip()] = value.strip()
+    return info
 
 
 def cpu_route_from_environment(variable: str, routes: tuple[str, ...], advice: str) -> str:

@@ -1,16 +1,17 @@
-"""Linear layers whose fp32 products on the CPU run on oneDNN instead of the BLAS torch calls by default.
+"""Linear layers whose fp32 products on AMD CPUs run on oneDNN instead of the BLAS torch calls by default.
 
-torch sends an fp32 `F.linear` on the CPU to MKL's sgemm. On this project's CPU (AMD EPYC, 2 threads) MKL
-reaches 130-150 GFLOP/s on the DiT's shapes ([2584, 768] x [768, 2304] and the like) where oneDNN's matmul,
-which torch already uses for its convolutions and for bf16, reaches 180-200 (benchmarks/bench_e2e.py prints
-both rates). Both are exact fp32 arithmetic; only the summation order differs (|error| against float64 of
-the same order, ~1e-6 relative).
+torch sends an fp32 `F.linear` on the CPU to MKL's sgemm. On AMD CPUs MKL is slow: on this project's AMD EPYC
+(2 threads) it reaches 130-150 GFLOP/s on the DiT's shapes ([2584, 768] x [768, 2304] and the like) where
+oneDNN's matmul, which torch already uses for its convolutions and for bf16, reaches 180-200. On Intel CPUs
+MKL is the faster of the two (436 against 405 GFLOP/s on a 2-thread Xeon with AMX), so the oneDNN route is
+taken on AMD CPUs only (benchmarks/bench_e2e.py prints both rates). Both are exact fp32 arithmetic; only the
+summation order differs (|error| against float64 of the same order, ~1e-6 relative).
 
 `Linear` is `nn.Linear` with the same parameters and state-dict keys; it takes the oneDNN route only for fp32
 CPU tensors outside autocast and torch.compile, and keeps autograd (the input's gradient also runs on oneDNN;
 the weight's stays on the BLAS, which is faster for that transposed product). Everything else, including
-every GPU, goes to `F.linear` unchanged. The route is fixed by the tensors alone, never by timing, so a run and
-its resume use the same arithmetic. Set SEEDVC_CPU_LINEAR=blas to use torch's default route instead.
+every GPU, goes to `F.linear` unchanged. The route is fixed by the machine and the tensors alone, never by
+timing, so a run and its resume use the same arithmetic. SEEDVC_CPU_LINEAR=onednn or =blas forces a route.
 """
 from __future__ import annotations
 
@@ -18,18 +19,24 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from modules.devices import cpu_route_from_environment, eager_fp32_cpu
+from modules.devices import cpu_info, cpu_route_from_environment, eager_fp32_cpu
 
 BACKEND_ENV = "SEEDVC_CPU_LINEAR"
-BACKENDS = ("onednn", "blas")
+BACKENDS = ("auto", "onednn", "blas")
+ONEDNN_VENDORS = ("AuthenticAMD",)   # /proc/cpuinfo vendor_id of the CPUs where MKL's sgemm is the slower
+
+
+def machine_backend(requested: str, vendor: str | None) -> str:
+    """The route for fp32 CPU products: `requested` unless "auto", which picks oneDNN on the CPUs of
+    ONEDNN_VENDORS and torch's BLAS elsewhere (Intel, Apple, unknown)."""
+    if requested != "auto":
+        return requested
+    return "onednn" if vendor in ONEDNN_VENDORS else "blas"
 
 
 def _onednn_linear_op():
-    """The oneDNN linear kernel torch ships (the one inductor uses), or None when this build lacks it or
-    SEEDVC_CPU_LINEAR=blas asks for torch's default route."""
-    backend = cpu_route_from_environment(BACKEND_ENV, BACKENDS,
-                                         "unset it for oneDNN, or set it to blas for torch's default route")
-    if backend == "blas" or not torch.backends.mkldnn.is_available():
+    """The oneDNN linear kernel torch ships (the one inductor uses), or None when this build lacks it."""
+    if not torch.backends.mkldnn.is_available():
         return None
     op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
     try:  # the op is internal to torch: check it works before relying on it
@@ -40,6 +47,10 @@ def _onednn_linear_op():
 
 
 _ONEDNN_LINEAR = _onednn_linear_op()
+ROUTE = machine_backend(cpu_route_from_environment(BACKEND_ENV, BACKENDS,
+                                                   "unset it for this CPU's faster route, or set it to onednn or blas"),
+                        cpu_info().get("vendor_id"))
+_USE_ONEDNN = ROUTE == "onednn" and _ONEDNN_LINEAR is not None   # fixed at import (tests may force it)
 
 
 def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -70,7 +81,7 @@ class _OneDNNLinear(torch.autograd.Function):
 
 def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
     """Whether `linear(x, weight, bias)` takes the oneDNN route (fp32 CPU tensors, no autocast, not compiling)."""
-    return _ONEDNN_LINEAR is not None and eager_fp32_cpu(x, weight, bias)
+    return _USE_ONEDNN and eager_fp32_cpu(x, weight, bias)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

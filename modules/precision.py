@@ -10,12 +10,10 @@ refused. The vocoders always run in fp32. Reduced precision trades accuracy for 
 """
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
-
 import torch
 import torch.nn as nn
 
+from modules.devices import cpu_info
 from modules.errors import UserError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -26,18 +24,9 @@ class PrecisionError(UserError, ValueError):
     """The requested precision cannot run (well) on this device."""
 
 
-@lru_cache(maxsize=1)
 def cpu_bf16_flags() -> tuple[str, ...]:
     """The CPU flags of native bf16 arithmetic this machine has (Linux /proc/cpuinfo), e.g. ('avx512_bf16',)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ()
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
+    flags = set(cpu_info().get("flags", "").split())
     return tuple(f for f in BF16_CPU_FLAGS if f in flags)
 
 

@@ -1,4 +1,5 @@
-"""modules/linear.py: fp32 CPU linear layers on oneDNN give nn.Linear's numbers, gradients and keys."""
+"""modules/linear.py: fp32 CPU linear layers on oneDNN give nn.Linear's numbers, gradients and keys; the route
+is chosen by the CPU's vendor unless SEEDVC_CPU_LINEAR forces one."""
 from __future__ import annotations
 
 import os
@@ -11,11 +12,19 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from modules.linear import FLOP_FORMULAS, Linear, linear, uses_onednn
+import modules.linear as linear_module
+from modules.linear import FLOP_FORMULAS, Linear, linear, machine_backend, uses_onednn
 from op_recorder import OpRecorder
 
 ROOT = Path(__file__).resolve().parents[1]
-ONEDNN = torch.backends.mkldnn.is_available() and os.environ.get("SEEDVC_CPU_LINEAR", "onednn") != "blas"
+
+
+@pytest.fixture(autouse=True)
+def onednn(monkeypatch):
+    """Every test here runs the oneDNN route, whichever route this machine's CPU gets by default."""
+    if linear_module._ONEDNN_LINEAR is None:
+        pytest.skip("this torch build has no working oneDNN linear kernel")
+    monkeypatch.setattr(linear_module, "_USE_ONEDNN", True)
 
 
 def _pair(in_features: int, out_features: int, bias: bool) -> tuple[nn.Linear, Linear]:
@@ -66,7 +75,6 @@ def test_strided_input_and_repeatable_output():
         assert all(torch.equal(ours(x), first) for _ in range(3))
 
 
-@pytest.mark.skipif(not ONEDNN, reason="this torch build has no oneDNN (or SEEDVC_CPU_LINEAR=blas)")
 def test_route_onednn_for_fp32_cpu_and_default_under_autocast():
     _, ours = _pair(64, 64, True)
     x = torch.randn(8, 64)
@@ -85,7 +93,16 @@ def test_route_onednn_for_fp32_cpu_and_default_under_autocast():
     assert counter.get_total_flops() == 2 * 4 * 6 * 64 * 32
 
 
-def test_blas_route_by_environment():
+def test_auto_route_is_onednn_on_amd_only():
+    assert machine_backend("auto", "AuthenticAMD") == "onednn"
+    assert machine_backend("auto", "GenuineIntel") == "blas"
+    assert machine_backend("auto", None) == "blas"                 # no /proc/cpuinfo: torch's default
+    assert machine_backend("onednn", "GenuineIntel") == "onednn"   # the variable overrides the vendor
+    assert machine_backend("blas", "AuthenticAMD") == "blas"
+
+
+@pytest.mark.parametrize("route", ["blas", "onednn"])
+def test_route_forced_by_environment(route):
     code = ("import torch; from torch.utils._python_dispatch import TorchDispatchMode\n"
             "from modules.linear import Linear, uses_onednn\n"
             "seen = []\n"
@@ -94,10 +111,12 @@ def test_blas_route_by_environment():
             "        seen.append(str(f)); return f(*a, **(k or {}))\n"
             "layer = Linear(8, 4); x = torch.randn(3, 8)\n"
             "with torch.no_grad(), Ops(): layer(x)\n"
-            "assert not uses_onednn(x, layer.weight) and not any('mkldnn' in s for s in seen), seen\n")
-    env = {**os.environ, "SEEDVC_CPU_LINEAR": "blas", "PYTHONPATH": str(ROOT)}
+            "print(uses_onednn(x, layer.weight), any('mkldnn' in s for s in seen))\n")
+    env = {**os.environ, "SEEDVC_CPU_LINEAR": route, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+    expected = "True True" if route == "onednn" else "False False"
+    assert result.stdout.split()[-2:] == expected.split(), result.stdout
 
 
 def test_keys_and_meta_build_as_nn_linear():
@@ -117,4 +136,4 @@ def test_unknown_backend_in_environment_is_named():
     result = subprocess.run([sys.executable, "-c", "import modules.linear"], env=env, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode != 0
-    assert "SEEDVC_CPU_LINEAR='mkl' is not one of onednn, blas" in result.stderr, result.stderr
+    assert "SEEDVC_CPU_LINEAR='mkl' is not one of auto, onednn, blas" in result.stderr, result.stderr

@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
+import modules.dit as dit
+from modules.checkpoint import load_model_weights
+from modules.config import load_config
 from modules.dit import RMSNorm, _rope_table, apply_rope, rotate_pairs
+from modules.model import build_model
+from tiny import dit_checkpoint, dit_config
 
 
 def test_complex_rope_equals_pairwise_rotation_forward_and_backward():
@@ -37,3 +43,33 @@ def test_fused_rms_norm_equals_the_expression():
     half = x.detach().bfloat16()   # other dtypes keep the fp32 normalisation of the expression
     assert torch.equal(norm(half), (half.float() * torch.rsqrt(half.float().pow(2).mean(-1, keepdim=True) + norm.eps))
                        .bfloat16() * norm.weight)
+
+
+def test_attention_without_a_mask_when_every_key_is_attended(monkeypatch):
+    """CFG's two equal halves attend to every key: the DiT then gives SDPA no mask, and that is the same sum."""
+    masks, sdpa = [], F.scaled_dot_product_attention
+
+    def checked_sdpa(q, k, v, attn_mask=None):
+        out = sdpa(q, k, v, attn_mask=attn_mask)
+        masks.append(attn_mask)
+        if attn_mask is None:   # the all-True mask it stands for gives the same bits
+            full = torch.ones(q.shape[0], 1, 1, k.shape[2], dtype=torch.bool)
+            assert torch.equal(out, sdpa(q, k, v, attn_mask=full))
+        return out
+
+    monkeypatch.setattr(dit.F, "scaled_dot_product_attention", checked_sdpa)
+    model = build_model(load_config(dit_config("f0_44k")))
+    load_model_weights(model, dit_checkpoint("f0_44k"))
+    estimator = model.cfm.eval().estimator
+    g = torch.Generator().manual_seed(0)
+    C, T = model.cfm.in_channels, 30
+    D = model.length_regulator.content_in_proj.out_features
+    x, prompt, mu = torch.randn(2, C, T, generator=g), torch.randn(2, C, T, generator=g), torch.randn(2, T, D, generator=g)
+    style, t = torch.randn(2, 192, generator=g), torch.rand(2, generator=g)
+    with torch.no_grad():
+        equal = estimator(x, prompt, torch.tensor([T, T]), t, style, mu)
+        assert masks and all(m is None for m in masks)
+        masks.clear()
+        padded = estimator(x, prompt, torch.tensor([T, T - 7]), t, style, mu)
+        assert masks and all(m is not None and not bool(m.all()) for m in masks)
+    torch.testing.assert_close(padded[0], equal[0], rtol=0, atol=0)   # the full-length clip is unchanged

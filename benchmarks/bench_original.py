@@ -2,7 +2,7 @@
 Whisper call against ours, with the same random full-size weights and inputs (singing preset, 10 s source,
 5 s reference, 10 steps, CFG 0.7, fp32 on the CPU).
 
-    python benchmarks/bench_original.py --original PATH [--pairs 2] [--repeat 2] [--work DIR]
+    python benchmarks/bench_original.py --original PATH [--pairs 2] [--repeat 2] [--work DIR] [--precision bf16]
 
 PATH is a checkout of Plachtaa/seed-vc (v1 layout: modules/commons.py, modules/bigvgan/). Its code is imported
 from there at run time; nothing of it is part of this project. It needs `munch` and `einops`
@@ -20,6 +20,9 @@ window per clip (source and reference), as the original calls transformers' Whis
 also on the CPU), and as ours runs its content encoder in fp32; the DiT runs in fp32 on both sides (the
 original's `--fp16 False`, so that both give the same mel); "dit" is the CFM sampler over prompt + source (1292 frames);
 "vocoder" is BigVGAN 44 kHz on the 861 source frames. F0 and style (about 1 s in all here) are not compared.
+
+`--precision bf16` runs our content encoder and DiT under bf16 autocast, as `inference.py --precision bf16` does
+(the vocoder stays fp32); the original side is unchanged, so the printed difference is then bf16's error.
 """
 from __future__ import annotations
 
@@ -106,8 +109,9 @@ def _whisper_small_original():
     return model.to(torch.float16).eval()
 
 
-def run_side(side: str, original: Path, work: Path, repeat: int) -> dict:
-    """One process's runs of one side: {stage: [seconds, ...]}, and its last mel and waveform saved."""
+def run_side(side: str, original: Path, work: Path, repeat: int, precision: str = "fp32") -> dict:
+    """One process's runs of one side: {stage: [seconds, ...]}, and its last mel and waveform saved.
+    `precision` applies to our side only (the original's is fixed, see the module text)."""
     x = torch.load(work / "inputs.pt", weights_only=True)
     lens = torch.tensor([x["mu"].shape[1]])
     if side == "original":
@@ -134,7 +138,10 @@ def run_side(side: str, original: Path, work: Path, repeat: int) -> dict:
         from modules.config import load_config, preset_path
         from modules.host_memory import keep_freed_host_memory
         from modules.model import build_model
+        from modules.precision import autocast_dtype
         from modules.vocoders.bigvgan import load_bigvgan
+        dtype = autocast_dtype(precision, "cpu")  # None for fp32; refuses bf16 on a CPU without it
+        reduced = torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None)
         keep_freed_host_memory()
         model = build_model(load_config(preset_path(PRESET))).eval()
         load_model_weights(model, work / "dit.pth")
@@ -142,11 +149,13 @@ def run_side(side: str, original: Path, work: Path, repeat: int) -> dict:
         encoder = _models.content_encoder("whisper", "cpu")
 
         def content():
-            for audio in x["audio_16k"]:
-                encoder(audio[None])
+            with reduced:
+                for audio in x["audio_16k"]:
+                    encoder(audio[None])
 
         def dit():
-            return model.cfm.inference(x["mu"], lens, x["prompt"], x["style"], STEPS, inference_cfg_rate=CFG)
+            with reduced:
+                return model.cfm.inference(x["mu"], lens, x["prompt"], x["style"], STEPS, inference_cfg_rate=CFG)
     times = {stage: [] for stage in STAGES}
     with torch.inference_mode():
         for _ in range(repeat):
@@ -170,6 +179,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2, help="alternating (original, ours) process pairs")
     parser.add_argument("--repeat", type=int, default=2, help="conversions per process")
     parser.add_argument("--work", type=Path, help="folder for the weights and outputs (default: a temporary one)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="our content encoder's and DiT's precision (the original's stays as described)")
     # child processes: one writes the weights and inputs, the others time one side each
     parser.add_argument("--side", choices=("prepare", "original", "ours"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -179,7 +190,7 @@ def main() -> None:
         prepare(original, args.work)
         return
     if args.side:
-        print(json.dumps(run_side(args.side, original, args.work, args.repeat)))
+        print(json.dumps(run_side(args.side, original, args.work, args.repeat, args.precision)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         work = (args.work or Path(tmp)).resolve()
@@ -189,14 +200,15 @@ def main() -> None:
         for pair in range(args.pairs):
             for side in ("original", "ours"):
                 done = subprocess.run([sys.executable, __file__, "--original", str(original), "--work", str(work),
-                                       "--repeat", str(args.repeat), "--side", side],
+                                       "--repeat", str(args.repeat), "--side", side,
+                                       "--precision", args.precision],
                                       check=True, capture_output=True, text=True)
                 times = json.loads(done.stdout.strip().splitlines()[-1])
                 print(f"pair {pair + 1} {side:8s} " + "  ".join(
                     f"{s} {' '.join(f'{t:.2f}' for t in times[s])}" for s in STAGES), flush=True)
                 for s in STAGES:
                     runs[side][s] += times[s]
-        print(f"\nseconds, min / median of {args.pairs * args.repeat} conversions per side")
+        print(f"\nseconds, min / median of {args.pairs * args.repeat} conversions per side; ours in {args.precision}")
         for s in STAGES + ("total",):
             pick = (lambda side: [sum(v) for v in zip(*(runs[side][t] for t in STAGES))]) if s == "total" \
                 else (lambda side: runs[side][s])

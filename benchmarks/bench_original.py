@@ -138,10 +138,10 @@ def run_side(side: str, original: Path, work: Path, repeat: int, precision: str 
         from modules.config import load_config, preset_path
         from modules.host_memory import keep_freed_host_memory
         from modules.model import build_model
-        from modules.precision import autocast_dtype
+        from modules.precision import autocast_dtype, reduced_precision
         from modules.vocoders.bigvgan import load_bigvgan
-        dtype = autocast_dtype(precision, "cpu")  # None for fp32; refuses bf16 on a CPU without it
-        reduced = torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None)
+        # autocast_dtype refuses bf16 on a CPU without it; fp32 gives a disabled autocast
+        reduced = reduced_precision(autocast_dtype(precision, "cpu"), "cpu")
         keep_freed_host_memory()
         model = build_model(load_config(preset_path(PRESET))).eval()
         load_model_weights(model, work / "dit.pth")

@@ -34,7 +34,7 @@ from modules.errors import UserError
 from modules.frontends import Frontends, build_frontends
 from modules.host_memory import keep_freed_host_memory, release_mapped_weights, return_freed_host_memory
 from modules.model import SeedVCModel
-from modules.precision import autocast_dtype, compile_module
+from modules.precision import autocast_dtype, compile_module, reduced_precision
 from modules.resample import resample
 
 log = logging.getLogger(__name__)
@@ -212,8 +212,7 @@ class VoiceConverter:
 
     # ------------------------------------------------------------------ features
     def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
-                              enabled=self.autocast_dtype is not None)
+        return reduced_precision(self.autocast_dtype, self.device)
 
     def _content(self, wave_16k: torch.Tensor) -> torch.Tensor:
         if not self.content_autocast:

@@ -60,6 +60,11 @@ def autocast_dtype(precision: str | None, device: torch.device | str, fp16: bool
     raise PrecisionError(f"--precision bf16 is not supported on {device}; use fp32")
 
 
+def reduced_precision(dtype: torch.dtype | None, device: torch.device | str) -> torch.autocast:
+    """Autocast to `dtype` (from `autocast_dtype`) on `device`; a disabled one for None (fp32)."""
+    return torch.autocast(torch.device(device).type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 def compile_module(module: nn.Module) -> nn.Module:
     """torch.compile with dynamic shapes (every chunk has its own length), keeping the module's attributes
     (hop_length, ...) reachable. Compilation happens on the first call and needs a C++ compiler on CPU.

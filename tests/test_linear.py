@@ -103,16 +103,13 @@ def test_auto_route_is_onednn_on_amd_only():
 
 @pytest.mark.parametrize("route", ["blas", "onednn"])
 def test_route_forced_by_environment(route):
-    code = ("import torch; from torch.utils._python_dispatch import TorchDispatchMode\n"
+    code = ("import torch\n"
             "from modules.linear import Linear, uses_onednn\n"
-            "seen = []\n"
-            "class Ops(TorchDispatchMode):\n"
-            "    def __torch_dispatch__(self, f, t, a=(), k=None):\n"
-            "        seen.append(str(f)); return f(*a, **(k or {}))\n"
+            "from op_recorder import OpRecorder\n"
             "layer = Linear(8, 4); x = torch.randn(3, 8)\n"
-            "with torch.no_grad(), Ops(): layer(x)\n"
-            "print(uses_onednn(x, layer.weight), any('mkldnn' in s for s in seen))\n")
-    env = {**os.environ, "SEEDVC_CPU_LINEAR": route, "PYTHONPATH": str(ROOT)}
+            "with torch.no_grad(), OpRecorder() as ops: layer(x)\n"
+            "print(uses_onednn(x, layer.weight), any('mkldnn' in s for s in ops.names))\n")
+    env = {**os.environ, "SEEDVC_CPU_LINEAR": route, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     expected = "True True" if route == "onednn" else "False False"

@@ -73,3 +73,34 @@ def test_attention_without_a_mask_when_every_key_is_attended(monkeypatch):
         padded = estimator(x, prompt, torch.tensor([T, T - 7]), t, style, mu)
         assert masks and all(m is not None and not bool(m.all()) for m in masks)
     torch.testing.assert_close(padded[0], equal[0], rtol=0, atol=0)   # the full-length clip is unchanged
+
+
+def test_reduced_precision_cpu_attention_reads_contiguous_heads_with_the_same_bits(monkeypatch):
+    """In bf16 on the CPU the DiT copies q, k, v into contiguous [B, H, T, Dh] (faster in torch's flash kernel);
+    the estimator's output is the strided call's, bit for bit. fp32 keeps the views."""
+    layouts, sdpa = [], F.scaled_dot_product_attention
+
+    def recording_sdpa(q, k, v, attn_mask=None):
+        layouts.append((q.dtype, all(t.is_contiguous() for t in (q, k, v))))
+        return sdpa(q, k, v, attn_mask=attn_mask)
+
+    monkeypatch.setattr(dit.F, "scaled_dot_product_attention", recording_sdpa)
+    model = build_model(load_config(dit_config("f0_44k")))
+    load_model_weights(model, dit_checkpoint("f0_44k"))
+    estimator = model.cfm.eval().estimator
+    g = torch.Generator().manual_seed(0)
+    C, T = model.cfm.in_channels, 40
+    D = model.length_regulator.content_in_proj.out_features
+    x, prompt, mu = torch.randn(2, C, T, generator=g), torch.randn(2, C, T, generator=g), torch.randn(2, T, D, generator=g)
+    style, t = torch.randn(2, 192, generator=g), torch.rand(2, generator=g)
+    lens = torch.tensor([T, T - 9])
+    with torch.no_grad():
+        estimator(x, prompt, lens, t, style, mu)
+        assert layouts and all(dtype == torch.float32 and not contiguous for dtype, contiguous in layouts)
+        layouts.clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast = estimator(x, prompt, lens, t, style, mu)
+            assert layouts and all(dtype == torch.bfloat16 and contiguous for dtype, contiguous in layouts)
+            monkeypatch.setattr(dit, "contiguous_heads", lambda q: False)
+            strided = estimator(x, prompt, lens, t, style, mu)
+    assert torch.equal(fast, strided)

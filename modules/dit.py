@@ -96,8 +96,8 @@ def rotate_pairs(xp: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
 
 def contiguous_heads(q: torch.Tensor) -> bool:
     """Whether to copy q, k, v into contiguous [B, H, T, Dh] before attention: on the CPU in bf16 or fp16, where
-    torch's flash kernel reads the strided views of [B, T, H, Dh] 5-10 % slower (2584 x 768 values a copy, the
-    same sums bit for bit); in fp32 the copies cost about what they save."""
+    torch's flash kernel reads the strided views of [B, T, H, Dh] 5-10 % slower (the same sums bit for bit); in
+    fp32 the copies cost about what they save."""
     return q.device.type == "cpu" and q.element_size() < 4
 
 

@@ -45,6 +45,18 @@ def test_fused_rms_norm_equals_the_expression():
                        .bfloat16() * norm.weight)
 
 
+def _tiny_estimator_and_inputs(T: int):
+    """The tiny f0_44k DiT estimator (eval) and seeded inputs for a batch of 2: x, prompt [2, C, T],
+    mu [2, T, D], style [2, 192], t [2]."""
+    model = build_model(load_config(dit_config("f0_44k")))
+    load_model_weights(model, dit_checkpoint("f0_44k"))
+    g = torch.Generator().manual_seed(0)
+    C, D = model.cfm.in_channels, model.length_regulator.content_in_proj.out_features
+    x, prompt, mu = torch.randn(2, C, T, generator=g), torch.randn(2, C, T, generator=g), torch.randn(2, T, D, generator=g)
+    style, t = torch.randn(2, 192, generator=g), torch.rand(2, generator=g)
+    return model.cfm.eval().estimator, (x, prompt, mu, style, t)
+
+
 def test_attention_without_a_mask_when_every_key_is_attended(monkeypatch):
     """CFG's two equal halves attend to every key: the DiT then gives SDPA no mask, and that is the same sum."""
     masks, sdpa = [], F.scaled_dot_product_attention
@@ -58,14 +70,8 @@ def test_attention_without_a_mask_when_every_key_is_attended(monkeypatch):
         return out
 
     monkeypatch.setattr(dit.F, "scaled_dot_product_attention", checked_sdpa)
-    model = build_model(load_config(dit_config("f0_44k")))
-    load_model_weights(model, dit_checkpoint("f0_44k"))
-    estimator = model.cfm.eval().estimator
-    g = torch.Generator().manual_seed(0)
-    C, T = model.cfm.in_channels, 30
-    D = model.length_regulator.content_in_proj.out_features
-    x, prompt, mu = torch.randn(2, C, T, generator=g), torch.randn(2, C, T, generator=g), torch.randn(2, T, D, generator=g)
-    style, t = torch.randn(2, 192, generator=g), torch.rand(2, generator=g)
+    T = 30
+    estimator, (x, prompt, mu, style, t) = _tiny_estimator_and_inputs(T)
     with torch.no_grad():
         equal = estimator(x, prompt, torch.tensor([T, T]), t, style, mu)
         assert masks and all(m is None for m in masks)
@@ -85,14 +91,8 @@ def test_reduced_precision_cpu_attention_reads_contiguous_heads_with_the_same_bi
         return sdpa(q, k, v, attn_mask=attn_mask)
 
     monkeypatch.setattr(dit.F, "scaled_dot_product_attention", recording_sdpa)
-    model = build_model(load_config(dit_config("f0_44k")))
-    load_model_weights(model, dit_checkpoint("f0_44k"))
-    estimator = model.cfm.eval().estimator
-    g = torch.Generator().manual_seed(0)
-    C, T = model.cfm.in_channels, 40
-    D = model.length_regulator.content_in_proj.out_features
-    x, prompt, mu = torch.randn(2, C, T, generator=g), torch.randn(2, C, T, generator=g), torch.randn(2, T, D, generator=g)
-    style, t = torch.randn(2, 192, generator=g), torch.rand(2, generator=g)
+    T = 40
+    estimator, (x, prompt, mu, style, t) = _tiny_estimator_and_inputs(T)
     lens = torch.tensor([T, T - 9])
     with torch.no_grad():
         estimator(x, prompt, lens, t, style, mu)

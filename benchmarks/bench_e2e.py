@@ -138,9 +138,12 @@ def run_one(config: Path, steps: int, cfg_rate: float, device: str, precision: s
 
     from modules.pipeline import ConversionSettings, build_converter
     try:
-        from modules.linear import FLOP_FORMULAS
+        from modules.flop_count import FLOP_FORMULAS
     except ImportError:  # an older checkout, for before/after figures
-        FLOP_FORMULAS = {}
+        try:
+            from modules.linear import FLOP_FORMULAS  # linear layers only: attention counted as zero
+        except ImportError:
+            FLOP_FORMULAS = {}
     try:
         from modules.weights import weights_nbytes
     except ImportError:  # an older checkout, for before/after figures
@@ -208,7 +211,7 @@ def run_one(config: Path, steps: int, cfg_rate: float, device: str, precision: s
     hook.remove()
 
     # DiT FLOPs of one conversion: each distinct estimator input shape counted once, times its calls.
-    dit_flops = 0
+    dit_flops = attention_flops = 0
     estimator = getattr(engine.model.cfm.estimator, "_orig_mod", engine.model.cfm.estimator)
     with torch.no_grad():
         for n_calls, inputs in calls.values():
@@ -216,22 +219,27 @@ def run_one(config: Path, steps: int, cfg_rate: float, device: str, precision: s
             with counter:
                 estimator(*inputs)
             dit_flops += counter.get_total_flops() * n_calls / repeat
+            attention_flops += sum(n for op, n in counter.get_flop_counts()["Global"].items()
+                                   if "scaled_dot_product" in str(op)) * n_calls / repeat
     np.savez(output, wave=wave, mel=first_mels[0].float().cpu().numpy())
     peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
     return {"load_s": load_s, "rss_after_load_gib": rss_after_load,
             "max_alloc_gib": None if peak is None else peak / 2 ** 30,
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
             "held_mib": {k: v / 2 ** 20 for k, v in held.items()}, "runs": runs, "dit_gflop": dit_flops / 1e9,
+            "dit_attention_gflop": attention_flops / 1e9,
             "gemm_gflops": {"fp32": gemm_gflops("float32"), "fp32_linear": gemm_gflops("float32", route="linear"),
                             "bf16": gemm_gflops("bfloat16")}}
 
 
-def summarize(r: dict) -> str:
+def summarize(r: dict, precision: str = "fp32") -> str:
     runs = r["runs"]
     stat = lambda key: f"{min(x[key] for x in runs):.2f}/{statistics.median(x[key] for x in runs):.2f}"
     dit_min = min(x["dit"] for x in runs)
     dit_rate = r["dit_gflop"] / dit_min
     held = " ".join(f"{k} {v:.0f}" for k, v in r["held_mib"].items())
+    limit, limit_name = ((r["gemm_gflops"]["bf16"], "the bf16 GEMM") if precision == "bf16"
+                         else (r["gemm_gflops"]["fp32_linear"], "the linear layers' fp32"))
     return (f"  seconds min/median over {len(runs)}: " + " ".join(f"{k} {stat(k)}" for k in
             ("content", "style", "f0", "dit", "vocoder", "total", "first_chunk")) + f"  RTF {stat('rtf')}\n"
             f"  load {r['load_s']:.1f} s; RSS after load {r['rss_after_load_gib']:.2f} GiB, peak "
@@ -239,8 +247,8 @@ def summarize(r: dict) -> str:
             + (f"; CUDA max_memory_allocated {r['max_alloc_gib']:.2f} GiB" if r.get("max_alloc_gib") else "") + "\n"
             f"  GEMM fp32 {r['gemm_gflops']['fp32']:.0f} GFLOP/s (torch's BLAS), {r['gemm_gflops']['fp32_linear']:.0f} "
             f"(the linear layers' route), bf16 {r['gemm_gflops']['bf16']:.0f} GFLOP/s; "
-            f"DiT {r['dit_gflop']:.0f} GFLOP per conversion at {dit_rate:.0f} GFLOP/s = "
-            f"{dit_rate / r['gemm_gflops']['fp32_linear']:.0%} of the linear layers' fp32 rate")
+            f"DiT {r['dit_gflop']:.0f} GFLOP per conversion ({r.get('dit_attention_gflop', 0):.0f} of them in "
+            f"attention) at {dit_rate:.0f} GFLOP/s = {dit_rate / limit:.0%} of {limit_name} rate")
 
 
 def main() -> None:
@@ -279,7 +287,7 @@ def main() -> None:
                                      text=True).stdout
                 r = json.loads(out.strip().splitlines()[-1])
                 print(f"{preset} precision {precision}{' compiled' if compile else ''}")
-                print(summarize(r))
+                print(summarize(r, precision))
                 if (precision, compile) != ("fp32", False):
                     import numpy as np
                     a, b = np.load(Path(tmp) / f"{preset}_fp32_0.npz"), np.load(output)

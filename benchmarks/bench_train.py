@@ -8,6 +8,9 @@ Whisper-small-sized encoder (no downloads). The clips are speech cut to 5 s (the
 ../shared/fixtures/parity is there, else the tests' synthesized ones). Steps/s is measured from
 metrics.jsonl over every step after the first (warm-up); the first epoch (which fills the frozen-feature cache)
 is also reported on its own, with the steps/s of the later epochs; peak RSS is the train.py process's own.
+Each model's FLOPs per step (forward and backward of the same batch shape, counted by torch's FlopCounterMode)
+and the machine's fp32 GEMM rate, measured in the same run, give the steps/s the machine would reach if every
+multiply-add ran at that rate: the ceiling column, and the fraction of it reached.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from bench_e2e import gemm_gflops  # noqa: E402  (needs the paths above)
 
 import _models  # noqa: E402  (needs the paths above)
 
@@ -56,6 +61,32 @@ def full_size_22k_config(folder: Path) -> Path:
     path = folder / "full_22k.yml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+def step_gflop(config: Path, batch_size: int, seconds: float = 5.0, content_rate: float = 50.0) -> float:
+    """GFLOP of one training step (the loss's forward and backward) on `batch_size` clips of `seconds`, with
+    random weights and features of the shapes train.py feeds (content at `content_rate` frames/s)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from modules.config import MelParams, load_config
+    from modules.flop_count import FLOP_FORMULAS
+    from modules.model import build_model
+    from modules.training.objective import FlowMatchingLoss, FrozenFeatures
+
+    cfg = load_config(config)
+    model = build_model(cfg)
+    frames = round(seconds * MelParams.from_config(cfg).frame_rate)
+    content = [torch.randn(1, round(seconds * content_rate), model.length_regulator.content_in_proj.in_features)
+               for _ in range(batch_size)]
+    features = FrozenFeatures(content=content, prompt_content=content, f0=[None] * batch_size,
+                              style=torch.randn(batch_size, 192))
+    lengths = torch.full((batch_size,), frames)
+    loss = FlowMatchingLoss(model.cfm, model.length_regulator).train()
+    counter = FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS)
+    with counter:
+        loss(torch.randn(batch_size, model.cfm.in_channels, frames), lengths, lengths // 3, features).backward()
+    return counter.get_total_flops() / 1e9
 
 
 def run(config: Path, data: Path, steps: int, batch_size: int, device: str, name: str,
@@ -101,12 +132,21 @@ def main() -> None:
         print(f"train.py, batch {args.batch_size}, 5 s clips, {args.steps} steps, device {args.device}, "
               f"mixed precision {args.mixed_precision}, {os.cpu_count()} CPU cores")
         print(f"{'model':34s} {'steps/s':>8s} {'s/step':>8s} {'1st step s':>10s} {'1st epoch s':>11s} "
-              f"{'later steps/s':>13s} {'peak RSS GiB':>13s}")
+              f"{'later steps/s':>13s} {'peak RSS GiB':>13s} {'GFLOP/step':>10s} {'ceiling':>8s} {'reached':>7s}")
         models = ((tiny, "tiny_speech"), (full, "whisper_small_wavenet_22k_full"))
         for config, name in models[1:] if args.full_size_only else models:
             r = run(config, tmp / "data", args.steps, args.batch_size, args.device, name, args.mixed_precision)
+            gflop = step_gflop(config, args.batch_size)
+            roofline = f"{gflop:10.1f} {'-':>8s} {'-':>7s}"
+            if args.device == "cpu":
+                rate = gemm_gflops("float32", route="linear")   # measured after each run: the machine drifts
+                ceiling = rate / gflop
+                roofline = f"{gflop:10.1f} {ceiling:8.3f} {r['later_steps_per_s'] / ceiling:7.0%}"
             print(f"{r['model']:34s} {r['steps_per_s']:8.3f} {r['s_per_step']:8.2f} {r['first_step_s']:10.2f} "
-                  f"{r['first_epoch_s']:11.2f} {r['later_steps_per_s']:13.3f} {r['peak_rss_gib']:13.2f}")
+                  f"{r['first_epoch_s']:11.2f} {r['later_steps_per_s']:13.3f} {r['peak_rss_gib']:13.2f} {roofline}")
+        if args.device == "cpu":
+            print(f"ceiling: steps/s if every FLOP ran at the fp32 GEMM rate of the linear layers' route, "
+                  f"{rate:.0f} GFLOP/s after the last run (the CPU attention runs slower than that)")
 
 
 if __name__ == "__main__":

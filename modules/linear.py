@@ -46,15 +46,15 @@ def _onednn_linear_op():
     return op if probe.shape == (2, 4) and bool((probe == 3).all()) else None
 
 
-_ONEDNN_LINEAR = _onednn_linear_op()
+ONEDNN_LINEAR = _onednn_linear_op()   # the op, or None where this torch build lacks it
 ROUTE = machine_backend(cpu_route_from_environment(BACKEND_ENV, BACKENDS,
                                                    "unset it for this CPU's faster route, or set it to onednn or blas"),
                         cpu_info().get("vendor_id"))
-_USE_ONEDNN = ROUTE == "onednn" and _ONEDNN_LINEAR is not None   # fixed at import (tests may force it)
+_USE_ONEDNN = ROUTE == "onednn" and ONEDNN_LINEAR is not None   # fixed at import (tests may force it)
 
 
 def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return _ONEDNN_LINEAR(x, weight, bias, "none", [], "")
+    return ONEDNN_LINEAR(x, weight, bias, "none", [], "")
 
 
 class _OneDNNLinear(torch.autograd.Function):
@@ -99,14 +99,3 @@ class Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return linear(x, self.weight, self.bias)
-
-
-def _linear_flops(x_shape, weight_shape, *args, **kwargs) -> int:
-    rows = 1
-    for size in x_shape[:-1]:
-        rows *= size
-    return 2 * rows * x_shape[-1] * weight_shape[0]
-
-
-# For torch.utils.flop_counter.FlopCounterMode(custom_mapping=...), which knows only aten's own products.
-FLOP_FORMULAS = {torch.ops.mkldnn._linear_pointwise: _linear_flops} if _ONEDNN_LINEAR is not None else {}

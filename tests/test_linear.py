@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
-from torch.utils.flop_counter import FlopCounterMode
 
 import modules.linear as linear_module
-from modules.linear import FLOP_FORMULAS, Linear, linear, machine_backend, uses_onednn
+from modules.linear import Linear, machine_backend, uses_onednn
 from op_recorder import OpRecorder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True)
 def onednn(monkeypatch):
     """Every test here runs the oneDNN route, whichever route this machine's CPU gets by default."""
-    if linear_module._ONEDNN_LINEAR is None:
+    if linear_module.ONEDNN_LINEAR is None:
         pytest.skip("this torch build has no working oneDNN linear kernel")
     monkeypatch.setattr(linear_module, "_USE_ONEDNN", True)
 
@@ -87,10 +86,7 @@ def test_route_onednn_for_fp32_cpu_and_default_under_autocast():
         assert ours(x).dtype == torch.bfloat16                # autocast still applies
     with torch.no_grad():
         assert ours.double()(x.double()).dtype == torch.float64   # other dtypes: torch's own route
-    counter = FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS)
-    with torch.no_grad(), counter:
-        linear(torch.randn(4, 6, 64), torch.randn(32, 64))
-    assert counter.get_total_flops() == 2 * 4 * 6 * 64 * 32
+
 
 
 def test_auto_route_is_onednn_on_amd_only():

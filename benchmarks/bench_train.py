@@ -9,8 +9,9 @@ Whisper-small-sized encoder (no downloads). The clips are speech cut to 5 s (the
 metrics.jsonl over every step after the first (warm-up); the first epoch (which fills the frozen-feature cache)
 is also reported on its own, with the steps/s of the later epochs; peak RSS is the train.py process's own.
 Each model's FLOPs per step (forward and backward of the same batch shape, counted by torch's FlopCounterMode)
-and the machine's fp32 GEMM rate, measured in the same run, give the steps/s the machine would reach if every
-multiply-add ran at that rate: the ceiling column, and the fraction of it reached.
+and the machine's GEMM rate (fp32 on the linear layers' route; bf16 with --mixed-precision bf16), measured in
+the same run, give the steps/s it would reach if every multiply-add ran at that rate: the ceiling column, and
+the fraction of it reached.
 """
 from __future__ import annotations
 
@@ -139,14 +140,17 @@ def main() -> None:
             gflop = step_gflop(config, args.batch_size)
             roofline = f"{gflop:10.1f} {'-':>8s} {'-':>7s}"
             if args.device == "cpu":
-                rate = gemm_gflops("float32", route="linear")   # measured after each run: the machine drifts
+                # measured after each run (the machine drifts), at the precision of the run's products
+                rate = (gemm_gflops("bfloat16") if args.mixed_precision == "bf16"
+                        else gemm_gflops("float32", route="linear"))
                 ceiling = rate / gflop
                 roofline = f"{gflop:10.1f} {ceiling:8.3f} {r['later_steps_per_s'] / ceiling:7.0%}"
             print(f"{r['model']:34s} {r['steps_per_s']:8.3f} {r['s_per_step']:8.2f} {r['first_step_s']:10.2f} "
                   f"{r['first_epoch_s']:11.2f} {r['later_steps_per_s']:13.3f} {r['peak_rss_gib']:13.2f} {roofline}")
         if args.device == "cpu":
-            print(f"ceiling: steps/s if every FLOP ran at the fp32 GEMM rate of the linear layers' route, "
-                  f"{rate:.0f} GFLOP/s after the last run (the CPU attention runs slower than that)")
+            route = "the bf16 GEMM rate" if args.mixed_precision == "bf16" else "the linear layers' fp32 GEMM rate"
+            print(f"ceiling: steps/s if every FLOP ran at {route}, {rate:.0f} GFLOP/s after the last run "
+                  f"(the CPU attention runs slower than that)")
 
 
 if __name__ == "__main__":

@@ -135,20 +135,21 @@ def main() -> None:
         print(f"{'model':34s} {'steps/s':>8s} {'s/step':>8s} {'1st step s':>10s} {'1st epoch s':>11s} "
               f"{'later steps/s':>13s} {'peak RSS GiB':>13s} {'GFLOP/step':>10s} {'ceiling':>8s} {'reached':>7s}")
         models = ((tiny, "tiny_speech"), (full, "whisper_small_wavenet_22k_full"))
+        # the ceiling's rate, at the precision of the run's products
+        bf16 = args.mixed_precision == "bf16"
+        route = "the bf16 GEMM rate" if bf16 else "the linear layers' fp32 GEMM rate"
         for config, name in models[1:] if args.full_size_only else models:
             r = run(config, tmp / "data", args.steps, args.batch_size, args.device, name, args.mixed_precision)
             gflop = step_gflop(config, args.batch_size)
             roofline = f"{gflop:10.1f} {'-':>8s} {'-':>7s}"
             if args.device == "cpu":
-                # measured after each run (the machine drifts), at the precision of the run's products
-                rate = (gemm_gflops("bfloat16") if args.mixed_precision == "bf16"
-                        else gemm_gflops("float32", route="linear"))
+                # measured after each run: the machine drifts
+                rate = gemm_gflops("bfloat16") if bf16 else gemm_gflops("float32", route="linear")
                 ceiling = rate / gflop
                 roofline = f"{gflop:10.1f} {ceiling:8.3f} {r['later_steps_per_s'] / ceiling:7.0%}"
             print(f"{r['model']:34s} {r['steps_per_s']:8.3f} {r['s_per_step']:8.2f} {r['first_step_s']:10.2f} "
                   f"{r['first_epoch_s']:11.2f} {r['later_steps_per_s']:13.3f} {r['peak_rss_gib']:13.2f} {roofline}")
         if args.device == "cpu":
-            route = "the bf16 GEMM rate" if args.mixed_precision == "bf16" else "the linear layers' fp32 GEMM rate"
             print(f"ceiling: steps/s if every FLOP ran at {route}, {rate:.0f} GFLOP/s after the last run "
                   f"(the CPU attention runs slower than that)")
 

@@ -2,10 +2,12 @@
 (the CPU flash attention, oneDNN's linear), so without ours it counts them as zero."""
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+import modules.linear as linear_module
 from modules.flop_count import FLOP_FORMULAS
 from modules.linear import linear
 
@@ -37,7 +39,11 @@ def test_cpu_attention_counts_as_its_products():
         assert flash == (math[0], math[1] + 2 * B * H * T * S * D) == (4 * B * H * T * S * D, 10 * B * H * T * S * D)
 
 
-def test_linear_counts_on_every_route():
+@pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "blas"])
+def test_linear_counts_on_every_route(onednn, monkeypatch):
+    if onednn and linear_module.ONEDNN_LINEAR is None:
+        pytest.skip("this torch build has no working oneDNN linear kernel")
+    monkeypatch.setattr(linear_module, "_USE_ONEDNN", onednn)
     counter = FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS)
     with torch.no_grad(), counter:
         linear(torch.randn(4, 6, 64), torch.randn(32, 64))

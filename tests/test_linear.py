@@ -87,8 +87,6 @@ def test_route_onednn_for_fp32_cpu_and_default_under_autocast():
     with torch.no_grad():
         assert ours.double()(x.double()).dtype == torch.float64   # other dtypes: torch's own route
 
-
-
 def test_auto_route_is_onednn_on_amd_only():
     assert machine_backend("auto", "AuthenticAMD") == "onednn"
     assert machine_backend("auto", "GenuineIntel") == "blas"
